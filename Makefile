@@ -1,0 +1,71 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-$(shell sha256sum pyproject.toml | cut -c1-16)
+TEST_STAMP := $(VENV)/.test-stamp-$(shell sha256sum pyproject.toml | cut -c1-16)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export GRADIO_ANALYTICS_ENABLED := False
+export ANONYMIZED_TELEMETRY := False
+
+.PHONY: run test install install-test index lint typecheck unit eval bench audit browser clean
+
+run: $(STAMP)
+	$(BIN)/advisor index
+	$(BIN)/advisor serve
+
+install: $(STAMP)
+
+# torch first, pinned, so nothing later pulls a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e .
+	rm -f $(VENV)/.stamp-*
+	touch $@
+
+install-test: $(TEST_STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.test-stamp-*
+	touch $@
+
+test: install-test browser lint typecheck unit eval
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check app tests
+	$(BIN)/ruff format --check app tests
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/mypy
+
+unit: $(TEST_STAMP)
+	$(BIN)/pytest
+
+eval: $(TEST_STAMP)
+	$(BIN)/advisor eval --split test --gate
+
+index: $(STAMP)
+	$(BIN)/advisor index
+
+bench: $(STAMP)
+	$(BIN)/advisor bench
+
+audit: $(VENV)/.audit-stamp
+	$(BIN)/pip-audit --skip-editable
+
+$(VENV)/.audit-stamp: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[audit]'
+	touch $@
+
+# The browser test needs Chromium; install Debian's when missing and we are root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium not installed: the browser test will say why it skips"; }
+
+clean:
+	rm -rf $(VENV) index/chroma index/manifest.json

@@ -1,0 +1,98 @@
+"""The one `Answer` type every interface returns, and the request it answers."""
+
+import unicodedata
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.errors import BadRequest
+
+Verdict = Literal["node", "python", "tie"]
+Strength = Literal["clear", "slight"]
+
+VERDICT_LABELS: dict[str, str] = {"node": "Node.js", "python": "Python", "tie": "Tie"}
+MAX_QUESTION_CHARS = 2000
+MAX_HISTORY_TURNS = 50
+
+
+class Turn(BaseModel):
+    """One earlier message of the conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=20_000)
+
+
+class AskRequest(BaseModel):
+    """A question with its conversation so far."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str
+    history: list[Turn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
+
+    @field_validator("question")
+    @classmethod
+    def _clean_question(cls, value: str) -> str:
+        return clean_question(value)
+
+
+class Citation(BaseModel):
+    """A numbered source: `quote` appears verbatim in chunk `chunk_id`."""
+
+    n: int
+    chunk_id: str
+    source: str
+    section: str
+    quote: str
+
+
+class Timings(BaseModel):
+    """Milliseconds spent in each stage of the chain."""
+
+    condense: float = 0.0
+    retrieve: float = 0.0
+    answer: float = 0.0
+    total: float = 0.0
+
+
+class Answer(BaseModel):
+    """A verdict, its reason in Markdown with [n] markers, and the cited sources."""
+
+    question: str
+    standalone_question: str
+    verdict: Verdict | None = None
+    strength: Strength | None = None
+    answer: str
+    citations: list[Citation] = Field(default_factory=list)
+    abstained: bool = False
+    engine: str
+    kb_version: str
+    timings_ms: Timings = Field(default_factory=Timings)
+    flags: list[str] = Field(default_factory=list)
+
+    @property
+    def verdict_label(self) -> str | None:
+        """"Node.js", "Python", "Tie" (with "slight edge" when the source says so), or None."""
+        if self.verdict is None:
+            return None
+        label = VERDICT_LABELS[self.verdict]
+        return f"{label} (slight edge)" if self.strength == "slight" else label
+
+
+def clean_question(value: str, limit: int = MAX_QUESTION_CHARS) -> str:
+    """Strip a question and refuse empty, oversized or control-character input."""
+    if not isinstance(value, str):
+        raise BadRequest("The question must be text.")
+    text = value.strip()
+    if not text:
+        raise BadRequest("The question is empty: ask something like 'Node or Python for a chat app?'")
+    if len(text) > limit:
+        raise BadRequest(f"The question is {len(text)} characters long; keep it under {limit}.")
+    bad = [c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t\r"]
+    if bad:
+        raise BadRequest(
+            f"The question contains control characters (e.g. {bad[0]!r}); send plain text."
+        )
+    return text

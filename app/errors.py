@@ -1,0 +1,43 @@
+"""The error tree: every message says what went wrong and how to fix it."""
+
+
+class AdvisorError(Exception):
+    """Base of every error the product reports to a user (never a traceback)."""
+
+    code = "advisor_error"
+
+
+class ConfigError(AdvisorError):
+    """A setting is missing or invalid."""
+
+    code = "config_error"
+
+
+class CorpusError(AdvisorError):
+    """The corpus is missing, empty, or holds a file that cannot be read."""
+
+    code = "corpus_error"
+
+
+class ModelError(AdvisorError):
+    """The embedding model is missing, corrupt or cannot be loaded."""
+
+    code = "model_error"
+
+
+class IndexUnavailable(AdvisorError):
+    """The index is missing, corrupt, stale or its Chroma server cannot be reached."""
+
+    code = "index_unavailable"
+
+
+class BadRequest(AdvisorError, ValueError):
+    """A question or history that cannot be answered as given (a ValueError, so pydantic wraps it)."""
+
+    code = "bad_request"
+
+
+class LLMUnavailable(AdvisorError):
+    """The configured LLM backend failed, timed out or returned something unusable."""
+
+    code = "llm_unavailable"

@@ -1,0 +1,121 @@
+"""Chroma access: an embedded `PersistentClient` under `index/`, or a shared Chroma server."""
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from app.config import Settings
+from app.errors import IndexUnavailable
+
+MANIFEST_ID = "manifest"
+_FORMAT = 1
+
+
+def chroma_path(settings: Settings) -> Path:
+    """Directory of the embedded Chroma database."""
+    return settings.index_dir / "chroma"
+
+
+def describe(settings: Settings) -> str:
+    """Where the index lives, for messages."""
+    if settings.chroma_host:
+        return f"Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+    return f"index at {chroma_path(settings)}"
+
+
+def open_client(settings: Settings, create: bool = False) -> Any:
+    """A Chroma client for the configured index; `IndexUnavailable` with a fix if it fails."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_host:
+        try:
+            return chromadb.HttpClient(
+                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+            )
+        except Exception as exc:  # chromadb wraps connection errors in several types
+            raise IndexUnavailable(
+                f"Cannot reach the {describe(settings)} ({_first_line(exc)}): start it with "
+                f"`chroma run --path DIR --port {settings.chroma_port}` or unset ADVISOR_CHROMA_HOST."
+            ) from None
+    path = chroma_path(settings)
+    if not create and not (path / "chroma.sqlite3").is_file():
+        raise IndexUnavailable(f"No index at {path}: run `advisor index` to build it.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    except Exception as exc:
+        raise IndexUnavailable(
+            f"The {describe(settings)} is corrupt or unreadable ({_first_line(exc)}): "
+            "run `advisor index --rebuild`."
+        ) from None
+
+
+def quarantine(settings: Settings) -> Path | None:
+    """Move a corrupt embedded index aside (never delete it) so a rebuild can start clean."""
+    path = chroma_path(settings)
+    if settings.chroma_host or not path.exists():
+        return None
+    target = path.with_name(f"chroma.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    shutil.move(str(path), str(target))
+    return target
+
+
+def meta_name(settings: Settings) -> str:
+    """Name of the small collection holding the manifest (the pointer to the live collection)."""
+    return f"{settings.collection}-meta"
+
+
+def read_manifest(client: Any, settings: Settings) -> dict[str, Any] | None:
+    """The manifest of the live index, or None if there is none (or it is foreign)."""
+    try:
+        meta = client.get_collection(meta_name(settings))
+        got = meta.get(ids=[MANIFEST_ID], include=["documents"])
+    except Exception as exc:
+        if _is_not_found(exc):
+            return None
+        raise IndexUnavailable(
+            f"Cannot read the manifest from the {describe(settings)} ({_first_line(exc)}): "
+            "run `advisor index --rebuild`."
+        ) from None
+    docs = got.get("documents") or []
+    if not docs or not docs[0]:
+        return None
+    try:
+        manifest = json.loads(docs[0])
+    except ValueError:
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+        return None
+    return manifest
+
+
+def write_manifest(client: Any, settings: Settings, manifest: dict[str, Any]) -> None:
+    """Switch the live index over to `manifest["collection"]` in one write."""
+    meta = client.get_or_create_collection(meta_name(settings))
+    meta.upsert(
+        ids=[MANIFEST_ID],
+        documents=[json.dumps({**manifest, "format": _FORMAT}, sort_keys=True)],
+        embeddings=[[0.0, 0.0]],  # chroma wants a vector; ours is never searched
+        metadatas=[{"collection": manifest["collection"]}],
+    )
+
+
+def data_collections(client: Any, settings: Settings) -> list[str]:
+    """Names of every chunk collection this app has made (live, old or half-built)."""
+    prefix = f"{settings.collection}-v"
+    names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
+    return [n for n in names if n.startswith(prefix)]
+
+
+def _is_not_found(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "notfound" in text or "does not exist" in text or "not found" in text
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
