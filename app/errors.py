@@ -41,3 +41,21 @@ class LLMUnavailable(AdvisorError):
     """The configured LLM backend failed, timed out or returned something unusable."""
 
     code = "llm_unavailable"
+
+
+class Unauthorized(AdvisorError):
+    """A request whose signature or token does not check out."""
+
+    code = "unauthorized"
+
+
+class NotConfigured(AdvisorError):
+    """A route whose secret or token has not been configured."""
+
+    code = "not_configured"
+
+
+class PayloadTooLarge(AdvisorError):
+    """A request body over the size limit."""
+
+    code = "payload_too_large"
