@@ -53,11 +53,67 @@ _LEADING = re.compile(
 _TRAILING = re.compile(r"\s*(?:then|instead|too|as well)?\s*[?!.]*\s*$", re.I)
 _CONTENT = re.compile(r"[A-Za-z][A-Za-z0-9.+#/-]{2,}")
 _FUNCTION_WORDS = {
-    "why", "what", "how", "which", "the", "that", "this", "then", "and", "but", "are", "you",
-    "sure", "really", "one", "ones", "is", "it", "its", "about", "for", "with", "would", "should",
-    "could", "can", "say", "said", "there", "they", "them", "instead", "more", "tell", "explain",
-    "better", "faster", "best", "pick", "choose", "use", "does", "did", "same", "case", "answer",
+    "why",
+    "what",
+    "how",
+    "which",
+    "the",
+    "that",
+    "this",
+    "then",
+    "and",
+    "but",
+    "are",
+    "you",
+    "sure",
+    "really",
+    "one",
+    "ones",
+    "is",
+    "it",
+    "its",
+    "about",
+    "for",
+    "with",
+    "would",
+    "should",
+    "could",
+    "can",
+    "say",
+    "said",
+    "there",
+    "they",
+    "them",
+    "instead",
+    "more",
+    "tell",
+    "explain",
+    "better",
+    "faster",
+    "best",
+    "pick",
+    "choose",
+    "use",
+    "does",
+    "did",
+    "same",
+    "case",
+    "answer",
 }
+
+
+_THAT_SIDE = re.compile(r"\b(?:that|the same) (?:side|language|one|stack)\b", re.I)
+_ASKS_ITEMS = re.compile(r"^\s*(?:which|what|list|name)\b", re.I)
+_SIDE = re.compile(r"\b(Node\.js|Python)\b")
+
+
+def _side_named(history: list[Turn]) -> str | None:
+    """The side the conversation last settled on: the assistant's verdict, else the user's."""
+    for turn in reversed(history):
+        found = _SIDE.search(turn.content)
+        if found:
+            return found.group(1)
+    return None
 
 
 class RuleCondenser:
@@ -68,10 +124,14 @@ class RuleCondenser:
         if not history:
             return question
         previous = next((t.content for t in reversed(history) if t.role == "user"), "")
+        side = _side_named(history)
+        if side:
+            question = _THAT_SIDE.sub(side, question)
         topic = _LEADING.sub("", question, count=1)
+        led = topic != question
         topic = _TRAILING.sub("", topic)
         content = [w for w in _CONTENT.findall(topic) if w.lower() not in _FUNCTION_WORDS]
-        if topic != question.strip() and content:
+        if led and content and not _ASKS_ITEMS.search(topic):
             return f"Node.js or Python for {topic}?"
         if content or not previous:
             return question
@@ -113,8 +173,12 @@ class Advisor:
     def _condense(self, request: AskRequest) -> dict[str, Any]:
         started = time.perf_counter()
         standalone = self.condenser.condense(request.question, request.history)
-        return {"request": request, "standalone": standalone, "t0": started,
-                "condense": time.perf_counter() - started}
+        return {
+            "request": request,
+            "standalone": standalone,
+            "t0": started,
+            "condense": time.perf_counter() - started,
+        }
 
     def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()

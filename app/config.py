@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     embedder: str = "onnx"
     k: int = Field(default=5, ge=1, le=50)
     chunk_max_chars: int = Field(default=1200, ge=200)
-    abstain_threshold: float = 0.36
+    abstain_threshold: float = 0.30
 
     max_question_chars: int = 2000
     max_history_turns: int = 50

@@ -32,7 +32,7 @@ class IndexUnavailable(AdvisorError):
 
 
 class BadRequest(AdvisorError, ValueError):
-    """A question or history that cannot be answered as given (a ValueError, so pydantic wraps it)."""
+    """A question or history that cannot be answered as given (a ValueError for pydantic)."""
 
     code = "bad_request"
 

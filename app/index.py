@@ -131,7 +131,9 @@ def sync(
     for start in range(0, max(len(todo), 1), batch):
         part = todo[start : start + batch]
         if part:
-            for c, v in zip(part, embeddings.embed_documents([c.embed_text for c in part]), strict=True):
+            for c, v in zip(
+                part, embeddings.embed_documents([c.embed_text for c in part]), strict=True
+            ):
                 vectors[c.id] = v
         if progress:
             progress(min(start + batch, len(todo)), len(todo))
@@ -257,8 +259,12 @@ def load(settings: Settings, embeddings: Embeddings) -> KnowledgeBase:
     order = {e["id"]: n for n, e in enumerate(manifest["chunks"].values())}
     idx = sorted(range(len(chunks)), key=lambda n: order.get(chunks[n].id, len(order)))
     vectors = np.asarray(got["embeddings"], dtype=np.float32)[idx] if chunks else np.zeros((0, 384))
-    vectorstore = Chroma(client=client, collection_name=name, embedding_function=embeddings,
-                         create_collection_if_not_exists=False)
+    vectorstore = Chroma(
+        client=client,
+        collection_name=name,
+        embedding_function=embeddings,
+        create_collection_if_not_exists=False,
+    )
     return KnowledgeBase(
         settings=settings,
         chunks=[chunks[n] for n in idx],

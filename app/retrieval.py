@@ -1,12 +1,13 @@
 """Hybrid retrieval: dense search in Chroma plus BM25 over the same chunks, fused by rank."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from app.chunking import Chunk
 from app.index import KnowledgeBase
+from app.query import Normalizer
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al., 2009)
 
@@ -23,11 +24,15 @@ class Hit:
 
 @dataclass(frozen=True)
 class Query:
-    """A standalone question, its embedding and its similarity to every chunk."""
+    """A standalone question cleaned for search, its embedding and similarity to every chunk."""
 
-    text: str
+    text: str  # injected instructions dropped, typos repaired
     vector: np.ndarray
     similarities: np.ndarray  # aligned with KnowledgeBase.chunks
+    concepts: dict[str, int] = field(default_factory=dict)
+    original: str = ""
+    injected: tuple[str, ...] = ()
+    coverage: float = 1.0
 
 
 class HybridRetriever:
@@ -47,17 +52,28 @@ class HybridRetriever:
         self.bm25 = bm25s.BM25()
         self.bm25.index(ids, show_progress=False)
         self.position = {c.id: n for n, c in enumerate(kb.chunks)}
+        self.normalizer = Normalizer(set(self.tokenizer.get_vocab_dict()))
 
     def embed(self, text: str) -> Query:
-        """Embed a question once; every later stage reuses the vector."""
-        vector = np.asarray(self.embeddings.embed_query(text), dtype=np.float32)
-        return Query(text, vector, self.kb.vectors @ vector)
+        """Clean and embed a question once; every later stage reuses the result."""
+        clean = self.normalizer.clean(text)
+        vector = np.asarray(self.embeddings.embed_query(clean.search_text), dtype=np.float32)
+        return Query(
+            clean.text,
+            vector,
+            self.kb.vectors @ vector,
+            clean.concepts,
+            text,
+            clean.injected,
+            clean.coverage,
+        )
 
     def lexical_scores(self, text: str) -> np.ndarray:
         """BM25 score of every chunk for `text` (zeros when no word is known)."""
         vocab = self.tokenizer.get_vocab_dict()
-        words = self.tokenizer.tokenize([text], update_vocab=False, return_as="string",
-                                        show_progress=False)[0]
+        words = self.tokenizer.tokenize(
+            [text], update_vocab=False, return_as="string", show_progress=False
+        )[0]
         known = [w for w in words if w in vocab]
         if not known:
             return np.zeros(len(self.kb.chunks), dtype=np.float32)

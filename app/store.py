@@ -39,7 +39,8 @@ def open_client(settings: Settings, create: bool = False) -> Any:
         except Exception as exc:  # chromadb wraps connection errors in several types
             raise IndexUnavailable(
                 f"Cannot reach the {describe(settings)} ({_first_line(exc)}): start it with "
-                f"`chroma run --path DIR --port {settings.chroma_port}` or unset ADVISOR_CHROMA_HOST."
+                f"`chroma run --path DIR --port {settings.chroma_port}` "
+                "or unset ADVISOR_CHROMA_HOST."
             ) from None
     path = chroma_path(settings)
     if not create and not (path / "chroma.sqlite3").is_file():

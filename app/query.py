@@ -1,0 +1,281 @@
+"""Question clean-up before retrieval: drop injected instructions, fix typos, name the concepts."""
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from rapidfuzz import fuzz, process
+
+# Topic vocabulary: everyday words for what the article's rows and sections are about.
+# Each expansion is plain text that is matched against the corpus, never an answer.
+CONCEPTS: dict[str, tuple[str, str]] = {
+    "realtime": (
+        r"web ?sockets?|real[- ]?time|realtime|live|chat\w*|messag\w*|multiplayer|gam\w+|"
+        r"presence|typing indicators?|collaborat\w*|instant\w*|push notifications?|leaderboards?|"
+        r"socket\.?io|streaming updates|notifications?|whiteboard|lobby|co-?editing",
+        "real-time apps chat gaming websocket connections event loop",
+    ),
+    "ml": (
+        r"ml|ai|machine learning|model serving|inference|predict\w*|pytorch|tensorflow|"
+        r"scikit[- ]?learn|sklearn|classifier|computer[- ]vision|deep learning|neural|"
+        r"embeddings?|llms?|recommend\w* model|trained model|models?",
+        "ML model serving model training and inference libraries",
+    ),
+    "etl": (
+        r"etl|elt|extract\w*|transform\w*|pipelines?|csv|ingest\w*|warehouse|tabular|"
+        r"reshap\w*|dedup\w*|normali[sz]\w*|data engineering|airflow|kafka",
+        "data pipelines ETL Pandas Polars NumPy",
+    ),
+    "microservices": (
+        r"micro-?services?|kubernetes|k8s|containers?|docker|cold[- ]starts?|image sizes?|"
+        r"startup time|serverless|small (?:independent|deployable) services|many small services|"
+        r"independently deployable|service mesh",
+        "microservices faster startup smaller container images",
+    ),
+    "fullstack": (
+        r"full[- ]?stack|same language|one language|single language|both ends|"
+        r"frontend and backend|client and serv\w+|browser code and the server|react|next\.?js|"
+        r"vue|angular|svelte|context switching|whole stack",
+        "full-stack same language eliminates context switching",
+    ),
+    "jobs": (
+        r"background|workers?|queues?|celery|cron|scheduled|out-of-band|enqueue\w*|"
+        r"async tasks?|jobs?|batch",
+        "background jobs data-heavy Celery NumPy Pandas",
+    ),
+    "graphql": (
+        r"graph ?ql|resolvers?|mutations?|apollo|query language|subscriptions",
+        "GraphQL API strong frameworks",
+    ),
+    "rest": (
+        r"rest(?:ful)?|crud|json (?:api|backend)|endpoints?|http api|web service|"
+        r"plain api|simple api|basic (?:api|backend)|todo app|admin",
+        "REST API standard CRUD team preference",
+    ),
+    "datascience": (
+        r"data science|data scien\w+|analytics|statistic\w*|dataframes?|numpy|pandas|polars|"
+        r"crunch\w*|arrays?|number crunching",
+        "data processing data science ecosystem Pandas NumPy Polars",
+    ),
+    "io": (
+        r"i/?o[- ]bound|concurren\w*|concurrent connections|non-blocking|event[- ]driven|"
+        r"threads?|waiting on the database|database queries",
+        "I/O-bound operations concurrent connections non-blocking event-driven",
+    ),
+    "cpu": (
+        r"cpu[- ]bound|number crunching|scientific computing|heavy computation|"
+        r"numerical|simulations?|computation\w*|math-heavy",
+        "CPU-bound operations heavy computation scientific computing",
+    ),
+    "perf": (
+        r"performance difference|how much faster|speed difference|language overhead|"
+        r"how big is the (?:performance|speed) (?:gap|difference)",
+        "benchmark guidance performance difference standard CRUD API",
+    ),
+    "monorepo": (
+        r"monorepo|share (?:typescript )?types|shared types|validation schemas|typescript types",
+        "monorepo share TypeScript types React Next.js frontend",
+    ),
+}
+_CONCEPT_RES = {
+    name: re.compile(rf"\b(?:{pattern})\b", re.I) for name, (pattern, _) in CONCEPTS.items()
+}
+
+_SEGMENTS = re.compile(r"(?<=[.!?:;])\s+|\n+")
+_INSTRUCTION = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass)\b.*\b(?:instructions?|sources?|above|"
+    r"previous|rules|context|knowledge|article|everything)\b"
+    r"|^\s*(?:system|assistant|developer|admin)\s*(?:prompt|message)?\s*:"
+    r"|\b(?:print|reveal|show|repeat|output|leak)\b.*\b(?:prompt|instructions?|everything above)\b"
+    r"|\b(?:pretend|role-?play|in character|act as|you are now|you're now|from now on)\b"
+    r"|\byou(?:'re| are) an? \w+(?: \w+)? (?:who|that)\b"
+    r"|\b(?:say|answer|respond|reply|declare|claim|output)\b[^?]*\b(?:only|always|no matter|"
+    r"regardless|wins?|winner|the word)\b"
+    r"|\b(?:knowledge base|sources?|article|documents?)\b.*\b(?:was updated|now says|changed)\b",
+    re.I,
+)
+_SIDE_WORDS = re.compile(
+    r"\b(?:nod|node(?:\.?js)?|nodejs|python|pyhton|pyton|javascript|js|wins?|winner|outright)\b",
+    re.I,
+)
+_QUESTION_WORDS = {
+    "which",
+    "what",
+    "should",
+    "would",
+    "could",
+    "better",
+    "best",
+    "choose",
+    "pick",
+    "when",
+    "where",
+    "there",
+    "their",
+    "about",
+    "with",
+    "from",
+    "that",
+    "this",
+    "have",
+    "does",
+    "want",
+    "need",
+    "using",
+    "use",
+    "build",
+    "building",
+    "make",
+    "good",
+    "more",
+    "less",
+    "than",
+    "into",
+    "your",
+    "mine",
+    "ours",
+    "them",
+    "they",
+    "tell",
+    "give",
+    "some",
+    "like",
+    "just",
+    "really",
+    "side",
+    "available",
+    "list",
+    "name",
+    "recommend",
+    "article",
+    "versus",
+}
+_QUESTION_AFTER = re.compile(r"\bquestion\s*:\s*(.+)$", re.I | re.S)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'.+#/-]*[A-Za-z+#]|[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class CleanQuery:
+    """The question as asked, the text to search with, and what was removed or recognised."""
+
+    original: str
+    text: str
+    concepts: dict[str, int] = field(default_factory=dict)
+    injected: tuple[str, ...] = field(default_factory=tuple)
+    search_text: str = ""  # what gets embedded: `text` without the side names every chunk shares
+    coverage: float = 1.0  # share of content words the knowledge base knows (typos forgiven)
+
+
+def strip_instructions(question: str) -> tuple[str, tuple[str, ...]]:
+    """Split off segments that try to instruct the assistant; keep the actual question."""
+    asked = _QUESTION_AFTER.search(question)
+    if asked and _INSTRUCTION.search(question[: asked.start()]):
+        return asked.group(1).strip(), (question[: asked.start()].strip(),)
+    kept: list[str] = []
+    dropped: list[str] = []
+    for segment in _SEGMENTS.split(question):
+        segment = segment.strip()
+        if not segment:
+            continue
+        if not _INSTRUCTION.search(segment):
+            kept.append(segment)
+        elif segment.endswith("?") and "," in segment:
+            # "In character, which is better for X?": keep the question, drop the framing.
+            head, _, asked_part = segment.rpartition(",")
+            dropped.append(head)
+            kept.append(asked_part.strip())
+        else:
+            dropped.append(segment)
+    if kept:
+        return " ".join(kept), tuple(dropped)
+    # Nothing but instructions: keep their topic words, never the side they push.
+    topic = " ".join(_SIDE_WORDS.sub(" ", " ".join(dropped)).split())
+    return topic, tuple(dropped)
+
+
+def concepts_of(text: str) -> dict[str, int]:
+    """Topic concepts the text mentions, with how many times (the dominant topic counts most)."""
+    found = {name: len(rx.findall(text)) for name, rx in _CONCEPT_RES.items()}
+    return {name: n for name, n in found.items() if n}
+
+
+class Normalizer:
+    """Typo repair against the corpus vocabulary, plus concept detection."""
+
+    def __init__(self, vocabulary: set[str]) -> None:
+        extra = {w for _, expansion in CONCEPTS.values() for w in expansion.lower().split()}
+        extra |= {
+            "node",
+            "python",
+            "nodejs",
+            "javascript",
+            "typescript",
+            "backend",
+            "frontend",
+            "server",
+            "messaging",
+            "pipeline",
+            "background",
+            "graphql",
+            "microservices",
+            "architecture",
+            "process",
+            "processing",
+            "language",
+            "client",
+            "model",
+            "models",
+            "prediction",
+            "predictions",
+            "files",
+            "jobs",
+            "better",
+            "should",
+        }
+        self.vocabulary = sorted({w for w in vocabulary | extra if len(w) >= 4})
+        self.known = set(self.vocabulary) | {w.lower() for w in vocabulary}
+
+    def fix_typos(self, text: str) -> str:
+        """Replace unknown words with a close corpus word (rapidfuzz ratio ≥ 80)."""
+        return _WORD.sub(lambda m: self._fix(m.group(0)), text)
+
+    def _fix(self, word: str) -> str:
+        lower = word.lower()
+        if len(lower) < 4 or lower in self.known or lower.rstrip("s") in self.known:
+            return word
+        fixed = _closest(lower, tuple(self.vocabulary))
+        # A typo keeps roughly its length; "result" is not a misspelt "rest".
+        return fixed if fixed and abs(len(fixed) - len(lower)) <= 1 else word
+
+    def coverage(self, text: str) -> float:
+        """Share of the content words that the knowledge base knows, allowing close typos."""
+        words = [
+            w
+            for w in re.findall(r"[a-z][a-z0-9.+#-]{3,}", text.lower())
+            if w not in _QUESTION_WORDS and not _SIDE_WORDS.fullmatch(w)
+        ]
+        if not words:
+            return 1.0
+        return sum(self._knows(w) for w in words) / len(words)
+
+    def _knows(self, word: str) -> bool:
+        if word in self.known or word.rstrip("s") in self.known or word[:-2] in self.known:
+            return True
+        found = process.extractOne(word, self.vocabulary, scorer=fuzz.ratio, score_cutoff=85)
+        return found is not None
+
+    def clean(self, question: str) -> CleanQuery:
+        """Strip injected instructions, repair typos, and list the concepts mentioned."""
+        text, injected = strip_instructions(question)
+        fixed = self.fix_typos(text)
+        bare = " ".join(_SIDE_WORDS.sub(" ", fixed).split())
+        search = fixed if len(_WORD.findall(bare)) < 2 else bare
+        return CleanQuery(
+            question, fixed, concepts_of(fixed), injected, search, self.coverage(text)
+        )
+
+
+@lru_cache(maxsize=4096)
+def _closest(word: str, vocabulary: tuple[str, ...]) -> str | None:
+    found = process.extractOne(word, vocabulary, scorer=fuzz.ratio, score_cutoff=80)
+    return found[0] if found else None
