@@ -74,7 +74,7 @@ class Answer(BaseModel):
 
     @property
     def verdict_label(self) -> str | None:
-        """"Node.js", "Python", "Tie" (with "slight edge" when the source says so), or None."""
+        """ "Node.js", "Python", "Tie" (with "slight edge" when the source says so), or None."""
         if self.verdict is None:
             return None
         label = VERDICT_LABELS[self.verdict]
@@ -87,7 +87,9 @@ def clean_question(value: str, limit: int = MAX_QUESTION_CHARS) -> str:
         raise BadRequest("The question must be text.")
     text = value.strip()
     if not text:
-        raise BadRequest("The question is empty: ask something like 'Node or Python for a chat app?'")
+        raise BadRequest(
+            "The question is empty: ask something like 'Node or Python for a chat app?'"
+        )
     if len(text) > limit:
         raise BadRequest(f"The question is {len(text)} characters long; keep it under {limit}.")
     bad = [c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t\r"]

@@ -76,7 +76,10 @@ def sentence_case(title: str) -> str:
     words = title.split(" ")
     return " ".join(
         [words[0]]
-        + [w.lower() if w.isalpha() and w[:1].isupper() and w[1:].islower() else w for w in words[1:]]
+        + [
+            w.lower() if w.isalpha() and w[:1].isupper() and w[1:].islower() else w
+            for w in words[1:]
+        ]
     )
 
 

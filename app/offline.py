@@ -176,7 +176,7 @@ class OfflineEngine:
                 and not claim.is_row
                 and not claim.is_condition
                 and claim.chunk.id != main.chunk.id
-                and scores[i].similarity >= 0.3
+                and scores[i].similarity >= 0.15
             ):
                 return claim
         return None
