@@ -74,7 +74,7 @@ class Answer(BaseModel):
 
     @property
     def verdict_label(self) -> str | None:
-        """ "Node.js", "Python", "Tie" (with "slight edge" when the source says so), or None."""
+        """The verdict as people read it, e.g. "Node.js (slight edge)"; None without one."""
         if self.verdict is None:
             return None
         label = VERDICT_LABELS[self.verdict]
