@@ -52,54 +52,14 @@ _LEADING = re.compile(
 )
 _TRAILING = re.compile(r"\s*(?:then|instead|too|as well)?\s*[?!.]*\s*$", re.I)
 _CONTENT = re.compile(r"[A-Za-z][A-Za-z0-9.+#/-]{2,}")
-_FUNCTION_WORDS = {
-    "why",
-    "what",
-    "how",
-    "which",
-    "the",
-    "that",
-    "this",
-    "then",
-    "and",
-    "but",
-    "are",
-    "you",
-    "sure",
-    "really",
-    "one",
-    "ones",
-    "is",
-    "it",
-    "its",
-    "about",
-    "for",
-    "with",
-    "would",
-    "should",
-    "could",
-    "can",
-    "say",
-    "said",
-    "there",
-    "they",
-    "them",
-    "instead",
-    "more",
-    "tell",
-    "explain",
-    "better",
-    "faster",
-    "best",
-    "pick",
-    "choose",
-    "use",
-    "does",
-    "did",
-    "same",
-    "case",
-    "answer",
-}
+_FUNCTION_WORDS = set(
+    """
+    why what how which the that this then and but are you sure really one ones is it its
+    about for with would should could can say said there they them instead more tell explain
+    better faster best pick choose use does did same case answer come so mean meant exactly
+    again please
+    """.split()
+)
 
 
 _THAT_SIDE = re.compile(r"\b(?:that|the same) (?:side|language|one|stack)\b", re.I)

@@ -13,7 +13,8 @@ from app.retrieval import RRF_K, Hit, HybridRetriever, Query
 
 NAME = "offline"
 CONCEPT_WEIGHT = 0.45  # how much a recognised topic word counts next to raw similarity
-ROW_PREFERENCE = 0.04  # the decision matrix is the article's own verdict: prefer it on near-ties
+ROW_PREFERENCE = 0.04
+NEAR_TIE = 0.12  # two rows this close both fit the question  # the decision matrix is the article's own verdict: prefer it on near-ties
 CONDITION_MIN = 0.45
 # Calibrated on the eval dev split (see README, "Abstention"): with no topic word recognised, a
 # question is declined below `abstain_threshold` similarity, or below this one when fewer than
@@ -37,7 +38,7 @@ _DECISION_HINT = re.compile(
     r"\b(?:or|vs\.?|versus|better|should|choose|pick|go with|use for)\b", re.I
 )
 _ALTERNATIVES = re.compile(
-    r"([\w.#+-]+(?:\s+[A-Z][\w.#+-]*)?)\s+(?:or|vs\.?|versus|better than|instead of)\s+"
+    r"([\w.#+-]+(?:\s+[A-Z][\w.#+-]*)?)\s+(?:or|vs\.?|versus|(?:better|faster|slower|easier) than|instead of)\s+"
     r"([\w.#+-]+)",
     re.I,
 )
@@ -83,6 +84,8 @@ class OfflineEngine:
     def compose(self, query: Query, hits: list[Hit]) -> Draft:
         """A cited answer, a factual list, or a plain abstention."""
         concepts = query.concepts
+        if query.only_instructions and not concepts:
+            return self._abstain(hits, "only instructions, no question")
         if self._foreign(query.text):
             return self._abstain(hits, "compares other technologies")
         q = query.vector
@@ -128,7 +131,7 @@ class OfflineEngine:
         """'Go or Rust', 'Postgres vs MySQL': a choice between things that are not our two."""
         for a, b in _ALTERNATIVES.findall(text):
             if not _OUR_SIDES.search(a) and not _OUR_SIDES.search(b):
-                if not _OUR_SIDES.search(text):
+                if not re.search(r"\b(?:node|python)\b", text, re.I):
                     return True
         return False
 
@@ -140,6 +143,12 @@ class OfflineEngine:
             key=lambda i: -(scores[i].score + ROW_PREFERENCE * self.claims[i].is_row),
         )
         main = self.claims[ranked[0]]
+        if not main.is_row:  # prose that agrees with a matrix row: lead with the article's verdict
+            lead = self._row_for(main, ranked, scores, query.concepts)
+            if lead is not None:
+                ranked.remove(lead)
+                ranked.insert(0, lead)
+                main = self.claims[lead]
         cites = _Citations()
         label = VERDICT_LABELS[main.verdict]
         badge = f"**{label}**" + (" (slight edge)" if main.strength == "slight" else "")
@@ -151,6 +160,12 @@ class OfflineEngine:
         else:
             first = f"{badge} — the article says: “{main.quote}” {cites.add(main)}"
         parts = [first]
+        runner_up = self._agreeing_row(main, ranked, scores, query.concepts)
+        if runner_up is not None:
+            parts.append(
+                f"The {runner_up.topic.lower()} row agrees: {runner_up.reason.rstrip('.')} "
+                f"{cites.add(runner_up)}."
+            )
         support = self._support(main, ranked, scores)
         if support is not None:
             parts.append(f"It adds: “{support.quote}” {cites.add(support)}")
@@ -166,6 +181,36 @@ class OfflineEngine:
             strength=main.strength,
             citations=cites.items,
         )  # type: ignore[arg-type]
+
+    def _row_for(
+        self, main: Claim, ranked: list[int], scores: list[_Scored], concepts: dict[str, int]
+    ) -> int | None:
+        """The matrix row that says what a winning prose sentence says, if the question fits it."""
+        rows = [i for i in range(len(self.claims)) if self.claims[i].is_row]
+        candidates = [max(rows, key=lambda i: self.concept_claims[n][i]) for n in concepts]
+        best_row = next((i for i in ranked if self.claims[i].is_row), None)
+        if best_row is not None and scores[ranked[0]].score - scores[best_row].score <= NEAR_TIE:
+            candidates.insert(0, best_row)
+        return next((i for i in candidates if self.claims[i].verdict == main.verdict), None)
+
+    def _agreeing_row(
+        self, main: Claim, ranked: list[int], scores: list[_Scored], concepts: dict[str, int]
+    ) -> Claim | None:
+        """A second matrix row the question is also about, when it gives the same verdict."""
+        if not main.is_row:
+            return None
+        rows = [i for i in range(len(self.claims)) if self.claims[i].is_row]
+        for name in concepts:  # "data ingestion jobs" is about pipelines and background jobs
+            other = self.claims[max(rows, key=lambda i: self.concept_claims[name][i])]
+            if other is not main and other.verdict == main.verdict:
+                return other
+        top = scores[ranked[0]].score
+        for i in ranked[1:]:
+            claim = self.claims[i]
+            if claim.is_row:
+                close = top - scores[i].score <= NEAR_TIE
+                return claim if close and claim.verdict == main.verdict else None
+        return None
 
     def _support(self, main: Claim, ranked: list[int], scores: list[_Scored]) -> Claim | None:
         """The most relevant prose sentence that agrees with the main claim."""

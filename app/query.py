@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import DamerauLevenshtein
 
 # Topic vocabulary: everyday words for what the article's rows and sections are about.
 # Each expansion is plain text that is matched against the corpus, never an answer.
@@ -23,7 +24,8 @@ CONCEPTS: dict[str, tuple[str, str]] = {
     ),
     "etl": (
         r"etl|elt|extract\w*|transform\w*|pipelines?|csv|ingest\w*|warehouse|tabular|"
-        r"reshap\w*|dedup\w*|normali[sz]\w*|data engineering|airflow|kafka",
+        r"reshap\w*|dedup\w*|normali[sz]\w*|data engineering|airflow|kafka|nightly|"
+        r"each night|redshift|bigquery|snowflake|data lake|reporting tables?|sync(?:ing)? data",
         "data pipelines ETL Pandas Polars NumPy",
     ),
     "microservices": (
@@ -98,58 +100,14 @@ _SIDE_WORDS = re.compile(
     r"\b(?:nod|node(?:\.?js)?|nodejs|python|pyhton|pyton|javascript|js|wins?|winner|outright)\b",
     re.I,
 )
-_QUESTION_WORDS = {
-    "which",
-    "what",
-    "should",
-    "would",
-    "could",
-    "better",
-    "best",
-    "choose",
-    "pick",
-    "when",
-    "where",
-    "there",
-    "their",
-    "about",
-    "with",
-    "from",
-    "that",
-    "this",
-    "have",
-    "does",
-    "want",
-    "need",
-    "using",
-    "use",
-    "build",
-    "building",
-    "make",
-    "good",
-    "more",
-    "less",
-    "than",
-    "into",
-    "your",
-    "mine",
-    "ours",
-    "them",
-    "they",
-    "tell",
-    "give",
-    "some",
-    "like",
-    "just",
-    "really",
-    "side",
-    "available",
-    "list",
-    "name",
-    "recommend",
-    "article",
-    "versus",
-}
+_QUESTION_WORDS = set(
+    """
+    which what should would could better best choose pick when where there their about with
+    from that this have does want need using use build building make good more less than
+    into your mine ours them they tell give some like just really side available list name
+    recommend article versus
+    """.split()
+)
 _QUESTION_AFTER = re.compile(r"\bquestion\s*:\s*(.+)$", re.I | re.S)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'.+#/-]*[A-Za-z+#]|[A-Za-z]")
 
@@ -164,6 +122,7 @@ class CleanQuery:
     injected: tuple[str, ...] = field(default_factory=tuple)
     search_text: str = ""  # what gets embedded: `text` without the side names every chunk shares
     coverage: float = 1.0  # share of content words the knowledge base knows (typos forgiven)
+    only_instructions: bool = False  # nothing was left once the instructions were dropped
 
 
 def strip_instructions(question: str) -> tuple[str, tuple[str, ...]]:
@@ -202,7 +161,7 @@ def concepts_of(text: str) -> dict[str, int]:
 class Normalizer:
     """Typo repair against the corpus vocabulary, plus concept detection."""
 
-    def __init__(self, vocabulary: set[str]) -> None:
+    def __init__(self, vocabulary: set[str], dictionary: set[str] | None = None) -> None:
         extra = {w for _, expansion in CONCEPTS.values() for w in expansion.lower().split()}
         extra |= {
             "node",
@@ -234,18 +193,19 @@ class Normalizer:
         }
         self.vocabulary = sorted({w for w in vocabulary | extra if len(w) >= 4})
         self.known = set(self.vocabulary) | {w.lower() for w in vocabulary}
+        self.dictionary = dictionary or set()  # real words are never "corrected"
 
     def fix_typos(self, text: str) -> str:
-        """Replace unknown words with a close corpus word (rapidfuzz ratio ≥ 80)."""
+        """Replace unknown words with a corpus word one or two edits away."""
         return _WORD.sub(lambda m: self._fix(m.group(0)), text)
 
     def _fix(self, word: str) -> str:
         lower = word.lower()
-        if len(lower) < 4 or lower in self.known or lower.rstrip("s") in self.known:
+        if len(lower) < 5 or lower in self.known or lower.rstrip("s") in self.known:
             return word
-        fixed = _closest(lower, tuple(self.vocabulary))
-        # A typo keeps roughly its length; "result" is not a misspelt "rest".
-        return fixed if fixed and abs(len(fixed) - len(lower)) <= 1 else word
+        if lower in self.dictionary or lower.rstrip("s") in self.dictionary:
+            return word
+        return _closest(lower, tuple(self.vocabulary)) or word
 
     def coverage(self, text: str) -> float:
         """Share of the content words that the knowledge base knows, allowing close typos."""
@@ -270,12 +230,17 @@ class Normalizer:
         fixed = self.fix_typos(text)
         bare = " ".join(_SIDE_WORDS.sub(" ", fixed).split())
         search = fixed if len(_WORD.findall(bare)) < 2 else bare
+        only = bool(injected) and text == " ".join(_SIDE_WORDS.sub(" ", " ".join(injected)).split())
         return CleanQuery(
-            question, fixed, concepts_of(fixed), injected, search, self.coverage(text)
+            question, fixed, concepts_of(fixed), injected, search, self.coverage(text), only
         )
 
 
 @lru_cache(maxsize=4096)
 def _closest(word: str, vocabulary: tuple[str, ...]) -> str | None:
-    found = process.extractOne(word, vocabulary, scorer=fuzz.ratio, score_cutoff=80)
+    # Damerau-Levenshtein: a swapped pair ("pyhton") is one typo; "exact" is not "react".
+    limit = 1 if len(word) <= 7 else 2
+    found = process.extractOne(
+        word, vocabulary, scorer=DamerauLevenshtein.distance, score_cutoff=limit
+    )
     return found[0] if found else None

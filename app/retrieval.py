@@ -1,11 +1,14 @@
 """Hybrid retrieval: dense search in Chroma plus BM25 over the same chunks, fused by rank."""
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from app.chunking import Chunk
+from app.embeddings import model_dir
+from app.errors import ModelError
 from app.index import KnowledgeBase
 from app.query import Normalizer
 
@@ -33,6 +36,17 @@ class Query:
     original: str = ""
     injected: tuple[str, ...] = ()
     coverage: float = 1.0
+    only_instructions: bool = False
+
+
+@lru_cache(maxsize=1)
+def english_words() -> set[str]:
+    """Whole words of the embedding model's WordPiece vocabulary: real words, not typos."""
+    try:
+        lines = (model_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    except (OSError, ModelError):
+        return set()
+    return {w for w in lines if w.isalpha() and len(w) > 2}
 
 
 class HybridRetriever:
@@ -52,7 +66,7 @@ class HybridRetriever:
         self.bm25 = bm25s.BM25()
         self.bm25.index(ids, show_progress=False)
         self.position = {c.id: n for n, c in enumerate(kb.chunks)}
-        self.normalizer = Normalizer(set(self.tokenizer.get_vocab_dict()))
+        self.normalizer = Normalizer(set(self.tokenizer.get_vocab_dict()), english_words())
 
     def embed(self, text: str) -> Query:
         """Clean and embed a question once; every later stage reuses the result."""
@@ -66,6 +80,7 @@ class HybridRetriever:
             text,
             clean.injected,
             clean.coverage,
+            clean.only_instructions,
         )
 
     def lexical_scores(self, text: str) -> np.ndarray:
