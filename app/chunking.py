@@ -174,9 +174,9 @@ class _Builder:
             written = _raw_cell_count(lines[line_no]) if 0 <= line_no < len(lines) else len(cells)
             if written != len(header) or not all(cells):
                 raise CorpusError(
-                    f"Corpus file {self.doc.source}, line {line_no + 1}: table row has "
-                    f"{written} cells but the header has {len(header)} (or a cell is empty): "
-                    "fill in every cell."
+                    f"Corpus file {self.doc.source}, line {line_no + 1 + self.doc.line_offset}: "
+                    f"table row has {written} cells but the header has {len(header)} "
+                    "(or a cell is empty): fill in every cell."
                 )
         start = tokens[0].map[0] if tokens[0].map else 0
         end = tokens[0].map[1] if tokens[0].map else start

@@ -3,6 +3,7 @@
 import re
 from dataclasses import dataclass
 
+from app.answer import Strength, Verdict
 from app.chunking import Chunk
 
 SIDES = {"node": "Node.js", "python": "Python"}
@@ -22,8 +23,8 @@ class Claim:
 
     chunk: Chunk
     quote: str  # verbatim in chunk.text
-    verdict: str  # "node" | "python" | "tie"
-    strength: str  # "clear" | "slight"
+    verdict: Verdict
+    strength: Strength
     topic: str  # what it is about, e.g. "Real-time apps (chat, gaming)" or a section name
     reason: str
     is_row: bool
@@ -46,9 +47,9 @@ class Fact:
     profile: str
 
 
-def winner_verdict(cell: str) -> tuple[str, str] | None:
+def winner_verdict(cell: str) -> tuple[Verdict, Strength] | None:
     """'Node.js slight edge' → ('node', 'slight'); 'Tie' → ('tie', 'clear')."""
-    strength = "slight" if re.search(r"slight|edge", cell, re.I) else "clear"
+    strength: Strength = "slight" if re.search(r"slight|edge", cell, re.I) else "clear"
     if re.search(r"\btie\b|both|either", cell, re.I):
         return "tie", "clear"
     if re.search(_NODE, cell, re.I):
@@ -58,11 +59,11 @@ def winner_verdict(cell: str) -> tuple[str, str] | None:
     return None
 
 
-def sentence_verdict(sentence: str) -> tuple[str, str] | None:
+def sentence_verdict(sentence: str) -> tuple[Verdict, Strength] | None:
     """The side a prose sentence decides for, if it states one plainly."""
     if _TIE.search(sentence):
         return "tie", "clear"
-    slight = "slight" if re.search(r"\bedges?\b", sentence) else "clear"
+    slight: Strength = "slight" if re.search(r"\bedges?\b", sentence) else "clear"
     if m := re.search(rf"advantage that ({_NODE}|{_PY}) cannot match", sentence):
         return ("python" if m.group(1).startswith("Node") else "node"), "clear"
     if m := re.search(rf":\s*({_NODE}|{_PY})\.?\s*$", sentence):

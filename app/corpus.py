@@ -21,6 +21,7 @@ class Document:
     body: str
     kind: str  # "markdown" or "text"
     metadata: dict[str, Any] = field(default_factory=dict)
+    line_offset: int = 0  # lines before `body` in the file (front matter), for error messages
 
     @property
     def sha256(self) -> str:
@@ -74,6 +75,7 @@ def load_document(path: Path, corpus_dir: Path) -> Document:
         body=body,
         kind="markdown" if is_markdown else "text",
         metadata=metadata,
+        line_offset=text[: len(text) - len(body)].count("\n"),
     )
 
 
@@ -87,13 +89,24 @@ def _split_front_matter(text: str, source: str) -> tuple[dict[str, Any], str]:
         metadata = yaml.safe_load(text[4:end]) or {}
     except yaml.YAMLError as exc:
         raise CorpusError(
-            f"Corpus file {source}: front matter is not valid YAML ({exc}); fix it."
+            f"Corpus file {source}: front matter is not valid YAML ({_yaml_problem(exc)}); fix it."
         ) from None
     if not isinstance(metadata, dict):
         raise CorpusError(f"Corpus file {source}: front matter must be a YAML mapping.")
     body_start = text.find("\n", end + 4)
     body = "" if body_start == -1 else text[body_start + 1 :]
     return {str(k): v for k, v in metadata.items()}, body
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: yaml's own message spans several, with a source excerpt."""
+    mark = getattr(exc, "problem_mark", None)
+    detail = ", ".join(
+        str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part
+    )
+    if mark is None or not detail:
+        return " ".join(str(exc).split())
+    return f"line {mark.line + 2}: {detail}"  # +1 for 1-based, +1 for the opening '---'
 
 
 def _first_line(body: str) -> str:

@@ -203,7 +203,7 @@ def export_onnx(target: Path, reference: SentenceTransformerEmbeddings) -> Path:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Hidden(reference.model[0].auto_model.eval()),
+            _Hidden(reference.model[0].auto_model),
             tuple(sample[n] for n in names),
             str(tmp),
             input_names=names,

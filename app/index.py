@@ -249,7 +249,7 @@ def load(settings: Settings, embeddings: Embeddings) -> KnowledgeBase:
             id=i,
             source=str(m["source"]),
             section=str(m["section"]),
-            kind=m["kind"],  # type: ignore[arg-type]
+            kind=m["kind"],
             location=str(m["location"]),
             text=d,
             metadata={k: v for k, v in m.items() if k != "hash"},

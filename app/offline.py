@@ -13,8 +13,8 @@ from app.retrieval import RRF_K, Hit, HybridRetriever, Query
 
 NAME = "offline"
 CONCEPT_WEIGHT = 0.45  # how much a recognised topic word counts next to raw similarity
-ROW_PREFERENCE = 0.04
-NEAR_TIE = 0.12  # two rows this close both fit the question  # the decision matrix is the article's own verdict: prefer it on near-ties
+ROW_PREFERENCE = 0.04  # the matrix is the article's own verdict: prefer it on near-ties
+NEAR_TIE = 0.12  # two rows this close both fit the question
 CONDITION_MIN = 0.45
 # Calibrated on the eval dev split (see README, "Abstention"): with no topic word recognised, a
 # question is declined below `abstain_threshold` similarity, or below this one when fewer than
@@ -38,7 +38,8 @@ _DECISION_HINT = re.compile(
     r"\b(?:or|vs\.?|versus|better|should|choose|pick|go with|use for)\b", re.I
 )
 _ALTERNATIVES = re.compile(
-    r"([\w.#+-]+(?:\s+[A-Z][\w.#+-]*)?)\s+(?:or|vs\.?|versus|(?:better|faster|slower|easier) than|instead of)\s+"
+    r"([\w.#+-]+(?:\s+[A-Z][\w.#+-]*)?)\s+"
+    r"(?:or|vs\.?|versus|(?:better|faster|slower|easier) than|instead of)\s+"
     r"([\w.#+-]+)",
     re.I,
 )
@@ -177,10 +178,10 @@ class OfflineEngine:
         return Draft(
             answer=" ".join(parts),
             engine=NAME,
-            verdict=main.verdict,  # type: ignore[arg-type]
+            verdict=main.verdict,
             strength=main.strength,
             citations=cites.items,
-        )  # type: ignore[arg-type]
+        )
 
     def _row_for(
         self, main: Claim, ranked: list[int], scores: list[_Scored], concepts: dict[str, int]

@@ -14,7 +14,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.answer import Answer, AskRequest
 from app.chain import Advisor
 from app.config import Settings, get_settings
-from app.feedback import FeedbackStore
 from app.errors import (
     AdvisorError,
     BadRequest,
@@ -27,6 +26,7 @@ from app.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from app.feedback import FeedbackStore
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -155,7 +155,7 @@ def create_app(
         from app.ui import build_ui
 
         app = gr.mount_gradio_app(app, build_ui(app), path="/")
-    app.add_middleware(BodyLimit)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit)
     return app
 
 

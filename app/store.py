@@ -61,8 +61,26 @@ def quarantine(settings: Settings) -> Path | None:
     if settings.chroma_host or not path.exists():
         return None
     target = path.with_name(f"chroma.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    _forget_cached_system(path)
     shutil.move(str(path), str(target))
     return target
+
+
+def _forget_cached_system(path: Path) -> None:
+    """Drop chroma's per-process handle on the database at `path`.
+
+    chromadb keeps one system per path for the life of the process, so without this a client
+    opened after the move would still use the corrupt database's handle.
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    system = SharedSystemClient._identifier_to_system.pop(str(path), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+    if system is not None:
+        try:
+            system.stop()
+        except Exception:  # it is being discarded; a failed stop changes nothing
+            pass
 
 
 def meta_name(settings: Settings) -> str:

@@ -1,4 +1,4 @@
-"""The offline engine on held-out questions (tests/questions.yaml; tuning uses the eval dev split)."""
+"""The offline engine on held-out questions (tests/questions.yaml), never the tuning set."""
 
 import re
 from pathlib import Path
@@ -48,7 +48,9 @@ def test_each_matrix_row_gets_its_verdict_and_is_cited(advisor: Advisor, row: st
     for item in items:
         answer = ask(advisor, item)
         assert answer.verdict == item["expected_verdict"], (item["question"], answer.answer)
-        cited_rows = {advisor.kb.by_id[c.chunk_id].metadata.get("row_key") for c in answer.citations}
+        cited_rows = {
+            advisor.kb.by_id[c.chunk_id].metadata.get("row_key") for c in answer.citations
+        }
         assert row in cited_rows, (item["question"], answer.answer)
         assert_grounded(advisor, answer)
 
