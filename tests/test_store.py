@@ -1,0 +1,157 @@
+"""A shared Chroma server: index and search through it, then lose it and get a clear error."""
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import make_settings
+from langchain_core.embeddings import Embeddings
+
+from app import index, store
+from app.config import Settings
+from app.errors import IndexUnavailable
+from app.retrieval import HybridRetriever
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMA = ROOT / ".venv" / "bin" / "chroma"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[Server]:
+    """`chroma run` on a free port with its own data dir, stopped however the test ends."""
+    port = free_port()
+    log = tmp_path / "chroma.log"
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(CHROMA),
+                "run",
+                "--path",
+                str(tmp_path / "server-data"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    server = Server(process, port, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"chroma run exited with {process.returncode}: {log.read_text()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"chroma run did not answer within 30 s: {log.read_text()}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        server.stop()
+
+
+def server_settings(base: Path, port: int) -> Settings:
+    return make_settings(base, chroma_host="127.0.0.1", chroma_port=port)
+
+
+def assert_clear(error: pytest.ExceptionInfo[IndexUnavailable], port: int) -> None:
+    message = str(error.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert f"127.0.0.1:{port}" in message
+
+
+def test_index_and_search_through_a_chroma_server(
+    chroma_server: Server, tmp_path: Path, embeddings: Embeddings
+) -> None:
+    port = chroma_server.port
+    settings = server_settings(tmp_path / "app1", port)
+    assert store.describe(settings) == f"Chroma server at 127.0.0.1:{port}"
+    assert index.staleness(settings) == "no index yet"
+
+    n = len(index.current_chunks(settings))
+    report = index.sync(settings, embeddings)
+    assert report.added == n and report.embedded == n
+    assert not (settings.index_dir / "chroma").exists()  # nothing was written locally
+    assert index.staleness(settings) is None
+
+    kb = index.load(settings, embeddings)
+    assert kb.kb_version == report.kb_version and len(kb.chunks) == n
+    retriever = HybridRetriever(kb, embeddings)
+    hits = retriever.retrieve(retriever.embed("live multiplayer leaderboard with instant updates"))
+    assert hits[0].chunk.metadata.get("row_key") == "real-time-apps-chat-gaming"
+
+    # A second app instance (its own settings, corpus copy and client) sees the same index.
+    other = server_settings(tmp_path / "app2", port)
+    second = index.load(other, embeddings)
+    assert second.kb_version == kb.kb_version
+    assert second.collection == kb.collection
+    again = index.sync(other, embeddings)
+    assert again.embedded == 0 and again.unchanged == n
+    other_hits = HybridRetriever(second, embeddings).retrieve(retriever.embed("Dramatiq"), 3)
+    assert other_hits[0].chunk.location == "Ecosystem Comparison#row:job-queues"
+
+    # The server goes away: every entry point says so in one line, never with a traceback.
+    chroma_server.stop()
+    with pytest.raises(IndexUnavailable) as caught:
+        index.load(settings, embeddings)
+    assert_clear(caught, port)
+    assert "chroma run" in str(caught.value)
+    with pytest.raises(IndexUnavailable) as caught:
+        store.open_client(settings)
+    assert_clear(caught, port)
+    with pytest.raises(IndexUnavailable) as caught:
+        kb.dense_search(embeddings.embed_query("chat"), 3)
+    assert_clear(caught, port)
+    with pytest.raises(IndexUnavailable) as caught:
+        index.sync(settings, embeddings)
+    assert_clear(caught, port)
+    stale = index.staleness(settings)
+    assert stale is not None and f"127.0.0.1:{port}" in stale
+
+
+def test_no_server_listening_is_a_clear_error(tmp_path: Path, embeddings: Embeddings) -> None:
+    port = free_port()
+    settings = server_settings(tmp_path, port)
+    with pytest.raises(IndexUnavailable) as caught:
+        store.open_client(settings)
+    assert_clear(caught, port)
+    assert "chroma run --path DIR --port" in str(caught.value)
+    assert "ADVISOR_CHROMA_HOST" in str(caught.value)
+    with pytest.raises(IndexUnavailable) as caught:
+        index.load(settings, embeddings)
+    assert_clear(caught, port)
