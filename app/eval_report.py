@@ -105,7 +105,9 @@ def bound(name: str, thresholds: dict[str, Any]) -> str:
 
 
 def _cell(text: Any) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    # Questions may hold HTML (injection items): escape it so the table shows it, not hides it.
+    flat = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;")
+    return flat.replace(">", "&gt;").replace("|", "\\|")
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -172,11 +174,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             "| --- | --- | --- | --- | --- | --- |",
         ]
         for i in failing:
-            question = (
-                i["question"]
-                if not i["history"]
-                else (f"{i['question']} (after: {i['history'][-1]['content']})")
-            )
+            asked = [t["content"] for t in i["history"] if t.get("role") == "user"]
+            question = f"{i['question']} (after: {asked[-1]})" if asked else i["question"]
             lines.append(
                 f"| {i['id']} | {i['kind']} | {_cell(question)} | {_cell(i['expected'])} "
                 f"| {_cell(i['got'])} | {_cell('; '.join(i['problems']))} |"

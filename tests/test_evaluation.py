@@ -360,6 +360,7 @@ def test_report_files_are_written_and_readable(
     for heading in ("## Gate", "## Scores", "## Per matrix row", "## Failing items"):
         assert heading in md
     assert "**FAILED**" in md
+    assert "<!--" not in md  # an injection question's HTML comment must show, not vanish
     for name, definition in report["definitions"].items():
         assert f"| {name} |" in md and definition in md
     assert "| oos-02 | out_of_scope |" in md and "| decline | Node.js |" in md
