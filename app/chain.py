@@ -2,7 +2,6 @@
 
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -123,12 +122,6 @@ class Advisor:
     def ask(self, request: AskRequest | dict[str, Any] | str) -> Answer:
         """Answer one question (with its history) through the chain."""
         return self.runnable.invoke(_as_request(request))
-
-    def stream_text(self, answer: Answer, size: int = 24) -> Iterator[str]:
-        """The answer's Markdown in growing prefixes, for interfaces that stream."""
-        text = answer.answer
-        for end in range(size, len(text) + size, size):
-            yield text[: min(end, len(text))]
 
     def _condense(self, request: AskRequest) -> dict[str, Any]:
         started = time.perf_counter()

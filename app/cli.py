@@ -110,11 +110,10 @@ def cmd_chunks(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     """Print the top chunks for a query (hybrid retrieval)."""
-    from app.runtime import build_advisor
+    from app.runtime import load_retriever
 
-    advisor = build_advisor(settings, engine=_NoEngine())
-    query = advisor.retriever.embed(args.query)
-    hits = advisor.retriever.retrieve(query, args.k or settings.k)
+    retriever = load_retriever(settings)
+    hits = retriever.retrieve(retriever.embed(args.query), args.k or settings.k)
     if args.json:
         print(
             json.dumps(
@@ -137,15 +136,6 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         first = " ".join(h.chunk.text.split()[:16])
         print(f"{h.rank}. [{h.similarity:.3f}] {h.chunk.section} ({h.chunk.id})\n   {first}…")
     return 0
-
-
-class _NoEngine:
-    """Search needs no answer engine."""
-
-    name = "none"
-
-    def compose(self, query: Any, hits: Any) -> Any:
-        raise NotImplementedError
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:

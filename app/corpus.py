@@ -68,7 +68,7 @@ def load_document(path: Path, corpus_dir: Path) -> Document:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     is_markdown = path.suffix.lower() == ".md"
     metadata, body = _split_front_matter(text, source) if is_markdown else ({}, text)
-    title = str(metadata.get("title") or _first_line(body) or path.stem)
+    title = str(metadata.get("title") or first_line(body) or path.stem)
     return Document(
         source=source,
         title=title,
@@ -109,7 +109,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"line {mark.line + 2}: {detail}"  # +1 for 1-based, +1 for the opening '---'
 
 
-def _first_line(body: str) -> str:
+def first_line(body: str) -> str:
     for line in body.splitlines():
         if line.strip():
             return line.strip().lstrip("#").strip()

@@ -217,7 +217,7 @@ class KnowledgeBase:
         except Exception as exc:
             raise IndexUnavailable(
                 f"Search failed on the {store.describe(self.settings)} "
-                f"({store._first_line(exc)}): run `advisor index` or check the Chroma server."
+                f"({store.first_line(exc)}): run `advisor index` or check the Chroma server."
             ) from None
         return [
             (self.by_id[doc.id], 1.0 - float(distance))
@@ -242,7 +242,7 @@ def load(settings: Settings, embeddings: Embeddings) -> KnowledgeBase:
     except Exception as exc:
         raise IndexUnavailable(
             f"The {store.describe(settings)} is missing collection {name} "
-            f"({store._first_line(exc)}): run `advisor index --rebuild`."
+            f"({store.first_line(exc)}): run `advisor index --rebuild`."
         ) from None
     chunks = [
         Chunk(

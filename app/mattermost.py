@@ -13,8 +13,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.answer import Answer
 from app.config import Settings
+from app.deps import current_advisor
 from app.errors import AdvisorError, BadRequest, NotConfigured, Unauthorized
-from app.server import current_advisor
 from app.slack import EXAMPLES, build_request, sorry
 
 router = APIRouter(tags=["chat tools"])

@@ -34,9 +34,6 @@ _ASKS_DECISION = re.compile(
     r"|\bnode(?:\.?js)? or python\b|\bpython or node",
     re.I,
 )
-_DECISION_HINT = re.compile(
-    r"\b(?:or|vs\.?|versus|better|should|choose|pick|go with|use for)\b", re.I
-)
 _ALTERNATIVES = re.compile(
     r"([\w.#+-]+(?:\s+[A-Z][\w.#+-]*)?)\s+"
     r"(?:or|vs\.?|versus|(?:better|faster|slower|easier) than|instead of)\s+"

@@ -2,9 +2,8 @@
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-from rapidfuzz import fuzz, process
+from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein
 
 # Topic vocabulary: everyday words for what the article's rows and sections are about.
@@ -163,37 +162,16 @@ class Normalizer:
 
     def __init__(self, vocabulary: set[str], dictionary: set[str] | None = None) -> None:
         extra = {w for _, expansion in CONCEPTS.values() for w in expansion.lower().split()}
-        extra |= {
-            "node",
-            "python",
-            "nodejs",
-            "javascript",
-            "typescript",
-            "backend",
-            "frontend",
-            "server",
-            "messaging",
-            "pipeline",
-            "background",
-            "graphql",
-            "microservices",
-            "architecture",
-            "process",
-            "processing",
-            "language",
-            "client",
-            "model",
-            "models",
-            "prediction",
-            "predictions",
-            "files",
-            "jobs",
-            "better",
-            "should",
-        }
+        # Words people type that the corpus may only have in another form.
+        extra |= set(
+            """node python nodejs javascript typescript backend frontend server messaging pipeline
+            background graphql microservices architecture process processing language client
+            model models prediction predictions files jobs better should""".split()
+        )
         self.vocabulary = sorted({w for w in vocabulary | extra if len(w) >= 4})
         self.known = set(self.vocabulary) | {w.lower() for w in vocabulary}
         self.dictionary = dictionary or set()  # real words are never "corrected"
+        self._closest: dict[str, str | None] = {}
 
     def fix_typos(self, text: str) -> str:
         """Replace unknown words with a corpus word one or two edits away."""
@@ -205,7 +183,7 @@ class Normalizer:
             return word
         if lower in self.dictionary or lower.rstrip("s") in self.dictionary:
             return word
-        return _closest(lower, tuple(self.vocabulary)) or word
+        return self.closest(lower) or word
 
     def coverage(self, text: str) -> float:
         """Share of the content words that the knowledge base knows, allowing close typos."""
@@ -221,8 +199,20 @@ class Normalizer:
     def _knows(self, word: str) -> bool:
         if word in self.known or word.rstrip("s") in self.known or word[:-2] in self.known:
             return True
-        found = process.extractOne(word, self.vocabulary, scorer=fuzz.ratio, score_cutoff=85)
-        return found is not None
+        return self.closest(word) is not None
+
+    def closest(self, word: str) -> str | None:
+        """The vocabulary word one typo away (two for long words), remembered per word."""
+        if word not in self._closest:
+            if len(self._closest) > 4096:  # hostile input must not grow it without bound
+                self._closest.clear()
+            # Damerau-Levenshtein: a swapped pair ("pyhton") is one typo; "exact" is not "react".
+            limit = 1 if len(word) <= 7 else 2
+            found = process.extractOne(
+                word, self.vocabulary, scorer=DamerauLevenshtein.distance, score_cutoff=limit
+            )
+            self._closest[word] = found[0] if found else None
+        return self._closest[word]
 
     def clean(self, question: str) -> CleanQuery:
         """Strip injected instructions, repair typos, and list the concepts mentioned."""
@@ -234,13 +224,3 @@ class Normalizer:
         return CleanQuery(
             question, fixed, concepts_of(fixed), injected, search, self.coverage(text), only
         )
-
-
-@lru_cache(maxsize=4096)
-def _closest(word: str, vocabulary: tuple[str, ...]) -> str | None:
-    # Damerau-Levenshtein: a swapped pair ("pyhton") is one typo; "exact" is not "react".
-    limit = 1 if len(word) <= 7 else 2
-    found = process.extractOne(
-        word, vocabulary, scorer=DamerauLevenshtein.distance, score_cutoff=limit
-    )
-    return found[0] if found else None

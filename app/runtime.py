@@ -10,7 +10,6 @@ from app import index
 from app.chain import Advisor, Condenser, Engine
 from app.config import Settings
 from app.embeddings import load_embeddings
-from app.errors import ConfigError
 from app.retrieval import HybridRetriever
 
 
@@ -52,25 +51,17 @@ def ensure_index(
     return report
 
 
-def make_engine(settings: Settings, retriever: HybridRetriever) -> tuple[Engine, Condenser | None]:
-    """The answer engine chosen by `ADVISOR_LLM`: offline by default, an LLM when named."""
-    from app.offline import OfflineEngine
-
-    offline = OfflineEngine(retriever)
-    if not settings.llm:
-        return offline, None
-    provider = settings.llm.split(":", 1)[0]
-    match provider:
-        case "ollama" | "openai":
-            from app.llm import LLMCondenser, LLMEngine, make_chat_model
-
-            model = make_chat_model(settings)
-            return LLMEngine(model, settings.llm), LLMCondenser(model)
-        case _:
-            raise ConfigError(
-                f"Unknown LLM backend {settings.llm!r}: use 'ollama:MODEL' or 'openai:MODEL', "
-                "or unset ADVISOR_LLM for the offline engine."
-            )
+def load_retriever(
+    settings: Settings,
+    embeddings: Embeddings | None = None,
+    refresh: bool = True,
+    quiet: bool = False,
+) -> HybridRetriever:
+    """Embeddings, a fresh index (built when `refresh` and stale) and its retriever."""
+    embeddings = embeddings or load_embeddings(settings.embedder, settings.index_dir)
+    if refresh:
+        ensure_index(settings, embeddings, quiet=quiet)
+    return HybridRetriever(index.load(settings, embeddings), embeddings, k=settings.k)
 
 
 def build_advisor(
@@ -81,16 +72,17 @@ def build_advisor(
     refresh: bool = True,
     quiet: bool = False,
 ) -> Advisor:
-    """Load everything once; pass `engine`/`condenser` to replace the configured ones."""
+    """Load everything once; the engine is `engine`, else the LLM `ADVISOR_LLM` names, else
+    the offline engine — which also stands by as the fallback of any other engine."""
     from app.offline import OfflineEngine
 
-    embeddings = embeddings or load_embeddings(settings.embedder, settings.index_dir)
-    if refresh:
-        ensure_index(settings, embeddings, quiet=quiet)
-    kb = index.load(settings, embeddings)
-    retriever = HybridRetriever(kb, embeddings, k=settings.k)
-    if engine is None:
-        engine, configured_condenser = make_engine(settings, retriever)
-        condenser = condenser or configured_condenser
-    fallback = None if isinstance(engine, OfflineEngine) else OfflineEngine(retriever)
-    return Advisor(kb, retriever, engine, fallback=fallback, condenser=condenser)
+    retriever = load_retriever(settings, embeddings, refresh=refresh, quiet=quiet)
+    offline = OfflineEngine(retriever)
+    if engine is None and settings.llm:
+        from app.llm import LLMCondenser, LLMEngine, make_chat_model
+
+        model = make_chat_model(settings)  # picks the provider by name, or a ConfigError
+        engine, condenser = LLMEngine(model, settings.llm), condenser or LLMCondenser(model)
+    engine = engine or offline
+    fallback = None if engine is offline else offline
+    return Advisor(retriever.kb, retriever, engine, fallback=fallback, condenser=condenser)

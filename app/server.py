@@ -11,9 +11,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import feedback, mattermost, slack
 from app.answer import Answer, AskRequest
 from app.chain import Advisor
 from app.config import Settings, get_settings
+from app.deps import current_advisor
 from app.errors import (
     AdvisorError,
     BadRequest,
@@ -144,8 +146,6 @@ def create_app(
             return JSONResponse(error_body("not_ready", str(exc)), status_code=503)
         return JSONResponse({"status": "ready", "kb_version": advisor.kb.kb_version})
 
-    from app import feedback, mattermost, slack  # noqa: I001 (routers)
-
     app.include_router(feedback.router)
     app.include_router(slack.router)
     app.include_router(mattermost.router)
@@ -157,14 +157,6 @@ def create_app(
         app = gr.mount_gradio_app(app, build_ui(app), path="/")
     app.add_middleware(BodyLimit)
     return app
-
-
-def current_advisor(request: Request) -> Advisor:
-    """The advisor loaded at start-up; 503 until it is there."""
-    advisor: Advisor | None = request.app.state.advisor
-    if advisor is None:
-        raise IndexUnavailable("The knowledge base is still loading; try again in a moment.")
-    return advisor
 
 
 def _install_error_handlers(app: FastAPI) -> None:

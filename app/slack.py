@@ -26,8 +26,8 @@ from slack_sdk.webhook import WebhookClient
 from app.answer import MAX_HISTORY_TURNS, Answer, AskRequest, Turn, clean_question
 from app.chain import Advisor
 from app.config import Settings
+from app.deps import current_advisor
 from app.errors import AdvisorError, BadRequest, NotConfigured, Unauthorized
-from app.server import current_advisor
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat tools"])

@@ -38,7 +38,7 @@ def open_client(settings: Settings, create: bool = False) -> Any:
             )
         except Exception as exc:  # chromadb wraps connection errors in several types
             raise IndexUnavailable(
-                f"Cannot reach the {describe(settings)} ({_first_line(exc)}): start it with "
+                f"Cannot reach the {describe(settings)} ({first_line(exc)}): start it with "
                 f"`chroma run --path DIR --port {settings.chroma_port}` "
                 "or unset ADVISOR_CHROMA_HOST."
             ) from None
@@ -50,7 +50,7 @@ def open_client(settings: Settings, create: bool = False) -> Any:
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except Exception as exc:
         raise IndexUnavailable(
-            f"The {describe(settings)} is corrupt or unreadable ({_first_line(exc)}): "
+            f"The {describe(settings)} is corrupt or unreadable ({first_line(exc)}): "
             "run `advisor index --rebuild`."
         ) from None
 
@@ -97,7 +97,7 @@ def read_manifest(client: Any, settings: Settings) -> dict[str, Any] | None:
         if _is_not_found(exc):
             return None
         raise IndexUnavailable(
-            f"Cannot read the manifest from the {describe(settings)} ({_first_line(exc)}): "
+            f"Cannot read the manifest from the {describe(settings)} ({first_line(exc)}): "
             "run `advisor index --rebuild`."
         ) from None
     docs = got.get("documents") or []
@@ -117,7 +117,7 @@ def write_manifest(client: Any, settings: Settings, manifest: dict[str, Any]) ->
     meta = client.get_or_create_collection(meta_name(settings))
     meta.upsert(
         ids=[MANIFEST_ID],
-        documents=[json.dumps({**manifest, "format": _FORMAT}, sort_keys=True)],
+        documents=[json.dumps({**manifest, "format": _FORMAT})],  # chunks in corpus order
         embeddings=[[0.0, 0.0]],  # chroma wants a vector; ours is never searched
         metadatas=[{"collection": manifest["collection"]}],
     )
@@ -135,6 +135,7 @@ def _is_not_found(exc: Exception) -> bool:
     return "notfound" in text or "does not exist" in text or "not found" in text
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
+    """The first line of an error message, capped, for one-line reports."""
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

@@ -104,6 +104,12 @@ def _sources(answer: Answer, key: str) -> str:
     return f'<details class="sources"><summary>{label}</summary><ul>{items}</ul></details>'
 
 
+def _prefixes(text: str, size: int = 24) -> Iterator[str]:
+    """The answer in growing prefixes: the offline engine answers at once, so stream the text."""
+    for end in range(size, len(text) + size, size):
+        yield text[: min(end, len(text))]
+
+
 def render_error(message: str) -> str:
     """A refusal or failure, shown as the assistant's reply."""
     return f"⚠️ {html.escape(message)}"
@@ -140,7 +146,7 @@ def chat(app: FastAPI, question: str, session: Session) -> Iterator[tuple[str, A
         }
         yield "", messages, session
         return
-    for prefix in advisor.stream_text(answer):
+    for prefix in _prefixes(answer.answer):
         messages[at] = {"role": "assistant", "content": render_answer(answer, partial=prefix)}
         yield "", messages, session
         time.sleep(STREAM_DELAY_S)

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from support import MATRIX_ROW_KEYS
 
 from app.chunking import PATH_SEP, Chunk, chunk_corpus
 from app.corpus import load_corpus
@@ -44,17 +45,6 @@ DECISION_MATRIX = [
     ("Full-stack (same language)", "Node.js", "Eliminates context switching"),
     ("Background jobs (data-heavy)", "Python", "Celery + NumPy/Pandas"),
     ("GraphQL API", "Tie", "Strong frameworks in both"),
-]
-
-MATRIX_ROW_KEYS = [
-    "rest-api-standard-crud",
-    "real-time-apps-chat-gaming",
-    "ml-model-serving",
-    "data-pipelines-etl",
-    "microservices",
-    "full-stack-same-language",
-    "background-jobs-data-heavy",
-    "graphql-api",
 ]
 
 

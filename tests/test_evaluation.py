@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from support import MATRIX_ROW_KEYS
 
 from app import eval_report, evaluation
 from app.answer import Answer, Citation
@@ -22,16 +23,7 @@ from app.retrieval import Hit, Query
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT / "evals" / "dataset.yaml"
 THRESHOLDS = evaluation.load_thresholds(ROOT / "evals" / "thresholds.toml")
-MATRIX_ROWS = {
-    "rest-api-standard-crud",
-    "real-time-apps-chat-gaming",
-    "ml-model-serving",
-    "data-pipelines-etl",
-    "microservices",
-    "full-stack-same-language",
-    "background-jobs-data-heavy",
-    "graphql-api",
-}
+MATRIX_ROWS = set(MATRIX_ROW_KEYS)
 
 
 # --- the dataset ---------------------------------------------------------------------------

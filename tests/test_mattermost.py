@@ -7,9 +7,9 @@ from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
+from support import DECISION_CITATION, FakeAdvisor
 
 from app import mattermost
-from app.answer import Answer, AskRequest, Citation
 from app.config import Settings
 from app.server import create_app
 
@@ -21,33 +21,8 @@ ANSWER = (
 )
 
 
-class FakeAdvisor:
-    """Answers every question with one fixed, realistic answer and records the requests."""
-
-    def __init__(self, answer: str = ANSWER) -> None:
-        self.answer = answer
-        self.calls: list[AskRequest] = []
-
-    def ask(self, request: AskRequest) -> Answer:
-        self.calls.append(request)
-        return Answer(
-            question=request.question,
-            standalone_question=request.question,
-            verdict="node",
-            strength="slight",
-            answer=self.answer,
-            citations=[
-                Citation(
-                    n=1,
-                    chunk_id="c1",
-                    source="node-vs-python-2026.md",
-                    section="Decision matrix",
-                    quote="Real-time chat: Node.js.",
-                ),
-            ],
-            engine="fake",
-            kb_version="test",
-        )
+def fake_advisor(answer: str = ANSWER) -> FakeAdvisor:
+    return FakeAdvisor(answer, strength="slight", citations=[DECISION_CITATION])
 
 
 def make_client(tmp_path: Path, advisor: FakeAdvisor, token: str | None = TOKEN) -> TestClient:
@@ -75,7 +50,7 @@ def post_form(client: TestClient, fields: dict[str, str], **headers: str) -> Any
 
 
 def test_right_token_in_the_form(tmp_path: Path) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     reply = post_form(make_client(tmp_path, advisor), form())
     assert reply.status_code == 200
     data = reply.json()
@@ -91,7 +66,7 @@ def test_right_token_in_the_form(tmp_path: Path) -> None:
 
 
 def test_right_token_in_the_header_with_a_json_body(tmp_path: Path) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     body = json.dumps({"command": "/advisor", "text": "Node or Python for a chat app?"})
     reply = make_client(tmp_path, advisor).post(
         "/mattermost/commands",
@@ -103,7 +78,7 @@ def test_right_token_in_the_header_with_a_json_body(tmp_path: Path) -> None:
 
 
 def test_right_token_in_a_json_body(tmp_path: Path) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     client = make_client(tmp_path, advisor)
     reply = client.post("/mattermost/commands", json=form())
     assert reply.status_code == 200
@@ -124,7 +99,7 @@ def test_right_token_in_a_json_body(tmp_path: Path) -> None:
 def test_wrong_or_missing_token_is_401(
     tmp_path: Path, fields: dict[str, str], headers: dict[str, str]
 ) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     reply = post_form(make_client(tmp_path, advisor), fields, **headers)
     assert reply.status_code == 401
     assert reply.json()["error"]["code"] == "unauthorized"
@@ -132,7 +107,7 @@ def test_wrong_or_missing_token_is_401(
 
 
 def test_unreadable_json_is_401_without_a_token(tmp_path: Path) -> None:
-    client = make_client(tmp_path, FakeAdvisor())
+    client = make_client(tmp_path, fake_advisor())
     headers = {"Content-Type": "application/json"}
     reply = client.post("/mattermost/commands", content="{not json", headers=headers)
     assert reply.status_code == 401
@@ -140,13 +115,13 @@ def test_unreadable_json_is_401_without_a_token(tmp_path: Path) -> None:
 
 def test_unreadable_json_with_a_good_token_is_400(tmp_path: Path) -> None:
     headers = {"Content-Type": "application/json", "Authorization": f"Token {TOKEN}"}
-    client = make_client(tmp_path, FakeAdvisor())
+    client = make_client(tmp_path, fake_advisor())
     reply = client.post("/mattermost/commands", content="[1]", headers=headers)
     assert reply.status_code == 400
 
 
 def test_unset_token_is_503_and_nothing_processed(tmp_path: Path) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     reply = post_form(make_client(tmp_path, advisor, token=None), form())
     assert reply.status_code == 503
     assert "not configured" in reply.json()["error"]["message"]
@@ -155,7 +130,7 @@ def test_unset_token_is_503_and_nothing_processed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text", ["", "  ", "help", "Help"])
 def test_help_and_empty_show_usage(tmp_path: Path, text: str) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     data = post_form(make_client(tmp_path, advisor), form(text)).json()
     assert data["response_type"] == "ephemeral"
     assert "`/advisor your question`" in data["text"]
@@ -164,7 +139,7 @@ def test_help_and_empty_show_usage(tmp_path: Path, text: str) -> None:
 
 
 def test_outgoing_webhook_strips_the_trigger_word(tmp_path: Path) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     fields = form("advisor: Node or Python for a chat app?", trigger_word="advisor:")
     del fields["command"]
     data = post_form(make_client(tmp_path, advisor), fields).json()
@@ -177,7 +152,7 @@ def test_user_text_is_escaped(tmp_path: Path) -> None:
         "<script>alert(1)</script> & [click](http://evil.example) "
         "![x](http://evil.example/x.png) www.evil.example @channel **bold** <@U123>"
     )
-    advisor = FakeAdvisor(answer=f"**Node.js** {hostile}")
+    advisor = fake_advisor(answer=f"**Node.js** {hostile}")
     text = post_form(make_client(tmp_path, advisor), form(hostile)).json()["text"]
     question, answer = text.splitlines()[0], text.splitlines()[3]
     assert question == (

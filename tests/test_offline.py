@@ -6,21 +6,12 @@ from typing import Any
 
 import pytest
 import yaml
+from support import MATRIX_ROW_KEYS
 
 from app.answer import Answer
 from app.chain import Advisor
 
 QUESTIONS = yaml.safe_load((Path(__file__).parent / "questions.yaml").read_text())["items"]
-ROW_KEYS = [
-    "rest-api-standard-crud",
-    "real-time-apps-chat-gaming",
-    "ml-model-serving",
-    "data-pipelines-etl",
-    "microservices",
-    "full-stack-same-language",
-    "background-jobs-data-heavy",
-    "graphql-api",
-]
 
 
 def of_kind(kind: str) -> list[dict[str, Any]]:
@@ -41,7 +32,7 @@ def assert_grounded(advisor: Advisor, answer: Answer) -> None:
     assert numbers <= markers, "a citation no sentence uses"
 
 
-@pytest.mark.parametrize("row", ROW_KEYS)
+@pytest.mark.parametrize("row", MATRIX_ROW_KEYS)
 def test_each_matrix_row_gets_its_verdict_and_is_cited(advisor: Advisor, row: str) -> None:
     items = [q for q in of_kind("row") if q["gold_rows"][0] == row]
     assert len(items) >= 3

@@ -15,9 +15,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 from slack_sdk.signature import Clock
+from support import FakeAdvisor
 
 from app import slack
-from app.answer import Answer, AskRequest, Citation, Turn
+from app.answer import AskRequest, Turn
 from app.config import Settings
 from app.errors import AdvisorError, BadRequest
 from app.server import create_app
@@ -31,6 +32,11 @@ ANSWER = (
 )
 HOSTILE = "<script>alert(1)</script> & <@U123> <!channel>"
 
+
+def fake_advisor(answer: str = ANSWER, error: AdvisorError | None = None) -> FakeAdvisor:
+    return FakeAdvisor(answer, error)
+
+
 # Slack's published example (docs.slack.dev, "Verifying requests from Slack").
 VECTOR_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 VECTOR_TS = 1531420618
@@ -42,44 +48,6 @@ VECTOR_BODY = (
     "&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
 )
 VECTOR_SIGNATURE = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
-
-
-class FakeAdvisor:
-    """Answers every question with one fixed, realistic answer and records the requests."""
-
-    def __init__(self, answer: str = ANSWER, error: AdvisorError | None = None) -> None:
-        self.answer, self.error = answer, error
-        self.calls: list[AskRequest] = []
-
-    def ask(self, request: AskRequest) -> Answer:
-        self.calls.append(request)
-        if self.error is not None:
-            raise self.error
-        return Answer(
-            question=request.question,
-            standalone_question=request.question,
-            verdict="node",
-            strength="clear",
-            answer=self.answer,
-            citations=[
-                Citation(
-                    n=1,
-                    chunk_id="c1",
-                    source="node-vs-python-2026.md",
-                    section="Decision matrix",
-                    quote="Real-time chat: Node.js.",
-                ),
-                Citation(
-                    n=2,
-                    chunk_id="c2",
-                    source="node-vs-python-2026.md",
-                    section="Frameworks",
-                    quote="Socket.IO   remains the\nmature choice.",
-                ),
-            ],
-            engine="fake",
-            kb_version="test",
-        )
 
 
 class FixedClock(Clock):
@@ -189,7 +157,7 @@ def post_command(client: TestClient, body: str, headers: dict[str, str] | None =
 
 
 def test_valid_signature_answers_inline(tmp_path: Path) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     reply = post_command(make_client(tmp_path, advisor), command())
     assert reply.status_code == 200
     assert reply.json()["response_type"] == "ephemeral"
@@ -211,7 +179,7 @@ def test_valid_signature_answers_inline(tmp_path: Path) -> None:
     ],
 )
 def test_bad_signatures_are_refused_before_anything_else(tmp_path: Path, headers: Any) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     body = command()
     reply = post_command(make_client(tmp_path, advisor), body, headers(body))
     assert reply.status_code == 401
@@ -221,7 +189,7 @@ def test_bad_signatures_are_refused_before_anything_else(tmp_path: Path, headers
 
 @pytest.mark.parametrize("name", ["X-Slack-Signature", "X-Slack-Request-Timestamp"])
 def test_a_header_given_twice_is_refused(tmp_path: Path, name: str) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     body = command()
     good = signed(body)
     headers = [*good.items(), (name, good[name])]
@@ -231,7 +199,7 @@ def test_a_header_given_twice_is_refused(tmp_path: Path, name: str) -> None:
 
 
 def test_a_replayed_request_is_answered_once(tmp_path: Path) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     client = make_client(tmp_path, advisor)
     body = command()
     headers = signed(body)
@@ -244,7 +212,7 @@ def test_a_replayed_request_is_answered_once(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", ["/slack/commands", "/slack/events"])
 def test_no_secret_is_503_and_nothing_processed(tmp_path: Path, path: str) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     client = make_client(tmp_path, advisor, slack_signing_secret=None)
     body = command()
     reply = client.post(path, content=body, headers=signed(body))
@@ -255,7 +223,7 @@ def test_no_secret_is_503_and_nothing_processed(tmp_path: Path, path: str) -> No
 
 
 def test_slack_public_test_vector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     client = make_client(tmp_path, advisor, slack_signing_secret=VECTOR_SECRET)
     headers = {
         "X-Slack-Request-Timestamp": str(VECTOR_TS),
@@ -280,7 +248,7 @@ def test_slack_public_test_vector(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.parametrize("text", ["", "   ", "help", "HELP"])
 def test_help_and_empty_show_usage(tmp_path: Path, text: str) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     reply = post_command(make_client(tmp_path, advisor, slack_in_channel=True), command(text))
     data = reply.json()
     assert reply.status_code == 200
@@ -291,7 +259,7 @@ def test_help_and_empty_show_usage(tmp_path: Path, text: str) -> None:
 
 
 def test_inline_block_kit_shape(tmp_path: Path) -> None:
-    data = post_command(make_client(tmp_path, FakeAdvisor()), command()).json()
+    data = post_command(make_client(tmp_path, fake_advisor()), command()).json()
     assert set(data) == {"response_type", "text", "blocks"}
     section, context = data["blocks"]
     assert section["type"] == "section" and section["text"]["type"] == "mrkdwn"
@@ -308,7 +276,7 @@ def test_inline_block_kit_shape(tmp_path: Path) -> None:
 
 
 def test_user_and_answer_text_are_escaped(tmp_path: Path) -> None:
-    advisor = FakeAdvisor(answer=f"**Node.js** {HOSTILE}")
+    advisor = fake_advisor(answer=f"**Node.js** {HOSTILE}")
     # Slack sends a typed "<" as "&lt;"; a real mention arrives as <@U…> and is dropped.
     wire = "Is &lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;@U123&gt; <@U999|bob> fast?"
     reply = post_command(make_client(tmp_path, advisor), command(wire))
@@ -323,7 +291,7 @@ def test_user_and_answer_text_are_escaped(tmp_path: Path) -> None:
 
 
 def test_answer_blocks_escape_sources_and_fit_block_kit_limits() -> None:
-    answer = FakeAdvisor(answer="x " * 4000).ask(AskRequest(question="q"))
+    answer = fake_advisor(answer="x " * 4000).ask(AskRequest(question="q"))
     answer.citations[0].section = "<b>&"
     text, blocks = slack.answer_blocks(answer)
     assert len(blocks[0]["text"]["text"]) <= 3000 and blocks[0]["text"]["text"].endswith("…")
@@ -339,13 +307,13 @@ def test_to_mrkdwn_converts_common_markdown() -> None:
 
 
 def test_in_channel_setting(tmp_path: Path) -> None:
-    reply = post_command(make_client(tmp_path, FakeAdvisor(), slack_in_channel=True), command())
+    reply = post_command(make_client(tmp_path, fake_advisor(), slack_in_channel=True), command())
     assert reply.json()["response_type"] == "in_channel"
 
 
 @pytest.mark.parametrize("question", ["x" * 2001, "bad\x01char"])
 def test_a_refused_question_says_why(tmp_path: Path, question: str) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     reply = post_command(make_client(tmp_path, advisor, slack_in_channel=True), command(question))
     assert reply.status_code == 200
     assert reply.json()["response_type"] == "ephemeral"
@@ -354,7 +322,7 @@ def test_a_refused_question_says_why(tmp_path: Path, question: str) -> None:
 
 
 def test_an_advisor_refusal_says_why(tmp_path: Path) -> None:
-    advisor = FakeAdvisor(error=BadRequest("history: too long <b>"))
+    advisor = fake_advisor(error=BadRequest("history: too long <b>"))
     reply = post_command(make_client(tmp_path, advisor), command())
     assert reply.json() == {
         "response_type": "ephemeral",
@@ -364,7 +332,7 @@ def test_an_advisor_refusal_says_why(tmp_path: Path) -> None:
 
 def test_with_an_llm_the_answer_goes_to_response_url(tmp_path: Path, server: LocalServer) -> None:
     server.default = "ok"  # what Slack's response_url answers
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     client = make_client(tmp_path, advisor, llm="openai:x", slack_in_channel=True)
     body = command(response_url=f"{server.url}/commands/T1/123/secret")
     reply = post_command(client, body)
@@ -410,14 +378,14 @@ def events_client(tmp_path: Path, advisor: FakeAdvisor, server: LocalServer) -> 
 
 def test_url_verification(tmp_path: Path) -> None:
     payload = {"type": "url_verification", "token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2"}
-    reply = post_event(make_client(tmp_path, FakeAdvisor()), payload)
+    reply = post_event(make_client(tmp_path, fake_advisor()), payload)
     assert reply.status_code == 200
     assert reply.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2"}
 
 
 def test_url_verification_needs_a_signature(tmp_path: Path) -> None:
     body = json.dumps({"type": "url_verification", "challenge": "c"})
-    reply = make_client(tmp_path, FakeAdvisor()).post("/slack/events", content=body)
+    reply = make_client(tmp_path, fake_advisor()).post("/slack/events", content=body)
     assert reply.status_code == 401
 
 
@@ -425,7 +393,7 @@ def test_mention_answered_once_in_its_thread_despite_retries(
     tmp_path: Path, server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     client = events_client(tmp_path, advisor, server)
     now = time.time()
     assert post_event(client, mention(), ts=now).status_code == 200
@@ -474,7 +442,7 @@ def test_mention_in_a_thread_uses_the_thread_as_history(
             {"type": "message", "user": "U3", "ts": "1700000060.000100", "text": "later"},
         ],
     }
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     event = mention("<@UBOT> and what about machine learning?", thread_ts="1700000000.000100")
     assert post_event(events_client(tmp_path, advisor, server), event).status_code == 200
     (read,) = server.calls("conversations.replies")
@@ -495,14 +463,14 @@ def test_mention_in_a_thread_uses_the_thread_as_history(
     "event", [{"bot_id": "B1"}, {"subtype": "bot_message"}], ids=["bot_id", "bot_message"]
 )
 def test_bot_messages_are_ignored(tmp_path: Path, server: LocalServer, event: Any) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     reply = post_event(events_client(tmp_path, advisor, server), mention(**event))
     assert reply.status_code == 200
     assert advisor.calls == [] and server.requests == []
 
 
 def test_help_mention_posts_usage(tmp_path: Path, server: LocalServer) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     post_event(events_client(tmp_path, advisor, server), mention("<@UBOT> help"))
     (posted,) = server.calls("chat.postMessage")
     assert "Stack Advisor" in posted["body"]["text"] and "blocks" not in posted["body"]
@@ -512,7 +480,7 @@ def test_help_mention_posts_usage(tmp_path: Path, server: LocalServer) -> None:
 def test_without_a_bot_token_mentions_are_acknowledged_not_answered(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     reply = post_event(make_client(tmp_path, advisor), mention())
     assert reply.status_code == 200
     assert advisor.calls == []
@@ -521,7 +489,7 @@ def test_without_a_bot_token_mentions_are_acknowledged_not_answered(
 
 
 def test_other_events_are_acknowledged(tmp_path: Path, server: LocalServer) -> None:
-    advisor = FakeAdvisor()
+    advisor = fake_advisor()
     payload = {"type": "event_callback", "event_id": "Ev9", "event": {"type": "reaction_added"}}
     assert post_event(events_client(tmp_path, advisor, server), payload).status_code == 200
     assert advisor.calls == [] and server.requests == []

@@ -1,7 +1,6 @@
 """The chat page: answer rendering, streaming, history, errors, votes and the KB tab."""
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,11 +69,6 @@ class FakeAdvisor:
             raise self.reply
         answer = self.reply or make_answer()
         return answer.model_copy(update={"question": request.question})
-
-    def stream_text(self, answer: Answer, size: int = 24) -> Iterator[str]:
-        text = answer.answer
-        for end in range(size, len(text) + size, size):
-            yield text[: min(end, len(text))]
 
 
 @pytest.fixture(autouse=True)
