@@ -292,3 +292,23 @@ def test_cli_binary_file_is_one_line_error(
     assert cli.main(command) == 2
     assert_one_line_error(capsys, "logo.md", "binary")
     assert not (cli_env.index_dir / "chroma").exists()  # nothing was built
+
+
+def test_foreign_chroma_directory_is_reported_then_built_over(
+    fresh_settings: Settings, emb: Remembering
+) -> None:
+    import chromadb
+
+    # Someone else's Chroma database where ours should be: no manifest, other collections.
+    path = store.chroma_path(fresh_settings)
+    other = chromadb.PersistentClient(path=str(path))
+    other.create_collection("their-notes").add(ids=["x"], embeddings=[[0.1, 0.2]], documents=["x"])
+    with pytest.raises(IndexUnavailable, match="holds no Stack Advisor index: run `advisor index`"):
+        index.load(fresh_settings, emb)
+    assert index.staleness(fresh_settings) == "no index yet"
+    report = index.sync(fresh_settings, emb)
+    assert report.rebuilt and report.added == chunk_count(fresh_settings)
+    assert index.load(fresh_settings, emb).chunks
+    # Their collection is left alone: we only ever delete our own.
+    names = [c if isinstance(c, str) else c.name for c in other.list_collections()]
+    assert "their-notes" in names

@@ -74,6 +74,7 @@ def test_factual_questions_list_the_items(advisor: Advisor, item: dict[str, Any]
 def test_out_of_scope_is_declined(advisor: Advisor, item: dict[str, Any]) -> None:
     answer = ask(advisor, item)
     assert answer.abstained and answer.verdict is None, answer.answer
+    assert_grounded(advisor, answer)
     assert "doesn't cover" in answer.answer and "Nearest topics" in answer.answer
 
 
@@ -83,6 +84,7 @@ def test_injection_does_not_change_the_verdict(advisor: Advisor, item: dict[str,
     assert answer.verdict == item["expected_verdict"], answer.answer
     if item.get("expect_abstain"):
         assert answer.abstained
+    assert_grounded(advisor, answer)
 
 
 @pytest.mark.parametrize("item", of_kind("followup"), ids=lambda q: q["id"])
