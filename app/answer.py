@@ -13,6 +13,9 @@ Strength = Literal["clear", "slight"]
 VERDICT_LABELS: dict[str, str] = {"node": "Node.js", "python": "Python", "tie": "Tie"}
 MAX_QUESTION_CHARS = 2000
 MAX_HISTORY_TURNS = 50
+MAX_TURN_CHARS = 20_000
+# Invisible direction overrides: they can make an echoed question read unlike what was asked.
+BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
 
 
 class Turn(BaseModel):
@@ -21,7 +24,15 @@ class Turn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant"]
-    content: str = Field(max_length=20_000)
+    content: str = Field(max_length=MAX_TURN_CHARS)
+
+    @field_validator("content")
+    @classmethod
+    def _plain_content(cls, value: str) -> str:
+        bad = _unprintable(value)
+        if bad:
+            raise BadRequest(f"A history turn contains {bad}; send plain text.")
+        return value
 
 
 class AskRequest(BaseModel):
@@ -82,19 +93,37 @@ class Answer(BaseModel):
 
 
 def clean_question(value: str, limit: int = MAX_QUESTION_CHARS) -> str:
-    """Strip a question and refuse empty, oversized or control-character input."""
+    """Strip a question (and its direction overrides); refuse empty, oversized or binary input."""
     if not isinstance(value, str):
         raise BadRequest("The question must be text.")
-    text = value.strip()
+    text = value.translate(BIDI_CONTROLS).strip()
     if not text:
         raise BadRequest(
             "The question is empty: ask something like 'Node or Python for a chat app?'"
         )
     if len(text) > limit:
         raise BadRequest(f"The question is {len(text)} characters long; keep it under {limit}.")
-    bad = [c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t\r"]
+    bad = _unprintable(text)
     if bad:
-        raise BadRequest(
-            f"The question contains control characters (e.g. {bad[0]!r}); send plain text."
-        )
+        raise BadRequest(f"The question contains {bad}; send plain text.")
     return text
+
+
+def printable(text: str) -> str:
+    """`text` without the control characters and lone surrogates a `Turn` refuses."""
+    return "".join(c for c in text if not _refused(c))
+
+
+def _refused(char: str) -> bool:
+    # Cs: a lone surrogate, which cannot be encoded as UTF-8 (it would fail the JSON reply).
+    category = unicodedata.category(char)
+    return category == "Cs" or (category == "Cc" and char not in "\n\t\r")
+
+
+def _unprintable(text: str) -> str:
+    """What is wrong with `text`, e.g. "control characters (e.g. '\\x00')"; "" if nothing."""
+    bad = next((c for c in text if _refused(c)), None)
+    if bad is None:
+        return ""
+    kind = "a lone surrogate" if unicodedata.category(bad) == "Cs" else "control characters"
+    return f"{kind} (e.g. {bad!r})"

@@ -63,7 +63,9 @@ def chunk_document(doc: Document, max_chars: int = 1200) -> list[Chunk]:
         for para in re.split(r"\n\s*\n", doc.body):
             builder.add_block(" ".join(para.split()))
     else:
-        builder.walk(_MD.parse(doc.body), doc.body.splitlines())
+        # Split as Markdown does: splitlines() also breaks at \f, \x1c, \u2028…, and the
+        # token line numbers would then point at the wrong lines.
+        builder.walk(_MD.parse(doc.body), doc.body.split("\n"))
     builder.flush()
     return builder.chunks
 
@@ -96,6 +98,7 @@ class _Builder:
         self.blocks: list[str] = []
         self.chunks: list[Chunk] = []
         self.ordinals: dict[str, int] = {}
+        self.locations: set[str] = set()
 
     @property
     def section(self) -> str:
@@ -145,6 +148,7 @@ class _Builder:
             self.ordinals[f"{section}#{kind}"] = n + 1
             key = f"{kind}{n}"
         location = f"{section}#{key}"
+        self.locations.add(location)
         digest = hashlib.sha256(f"{self.doc.source}\n{location}\n{text}".encode()).hexdigest()
         metadata: dict[str, MetaValue] = {
             "source": self.doc.source,
@@ -170,6 +174,11 @@ class _Builder:
                 rows.append((tok.map[0] if tok.map else -1, cells))
         header = rows[0][1]
         table_name = sentence_case(self.headings[-1][1]) if self.headings else "Table"
+        if not all(header) or len(set(header)) != len(header):
+            raise CorpusError(
+                f"Corpus file {self.doc.source}, line {rows[0][0] + 1 + self.doc.line_offset}: "
+                "every table header cell needs a name of its own: name the empty or repeated one."
+            )
         for line_no, cells in rows[1:]:
             written = _raw_cell_count(lines[line_no]) if 0 <= line_no < len(lines) else len(cells)
             if written != len(header) or not all(cells):
@@ -189,7 +198,16 @@ class _Builder:
                 "row_key": slug(cells[0]),
                 "cells": json.dumps(dict(zip(header, cells, strict=True))),
             }
-            self.emit("row", f"{table_name} — {sentence}", meta, key=f"row:{slug(cells[0])}")
+            self.emit("row", f"{table_name} — {sentence}", meta, key=self.row_key(cells[0]))
+
+    def row_key(self, first_cell: str) -> str:
+        """`row:<slug>`, made unique within the section (rows "C++" and "C#" both slug to "c")."""
+        key = base = f"row:{slug(first_cell)}"
+        n = 1
+        while f"{self.section}#{key}" in self.locations:
+            n += 1
+            key = f"{base}~{n}"
+        return key
 
 
 def _end_stop(text: str) -> str:

@@ -1,9 +1,10 @@
-"""What the knowledge base asserts, read from its chunks: decision rows, prose verdicts, facts."""
+"""What the knowledge base asserts, read from its chunks (decision rows, prose verdicts, facts),
+and how an answer cites them."""
 
 import re
 from dataclasses import dataclass
 
-from app.answer import Strength, Verdict
+from app.answer import Citation, Strength, Verdict
 from app.chunking import Chunk
 
 SIDES = {"node": "Node.js", "python": "Python"}
@@ -154,3 +155,26 @@ def _from_prose(chunk: Chunk, claims: list[Claim], facts: list[Fact]) -> None:
                     f"{chunk.section}. {sentence}",
                 )
             )
+
+
+class Citations:
+    """Numbers sources in order of first use; a chunk cited twice keeps one number per quote."""
+
+    def __init__(self) -> None:
+        self.items: list[Citation] = []
+
+    def add(self, item: Claim | Fact) -> str:
+        for c in self.items:
+            if c.chunk_id == item.chunk.id and c.quote == item.quote:
+                return f"[{c.n}]"
+        n = len(self.items) + 1
+        self.items.append(
+            Citation(
+                n=n,
+                chunk_id=item.chunk.id,
+                source=item.chunk.source,
+                section=item.chunk.section,
+                quote=item.quote,
+            )
+        )
+        return f"[{n}]"

@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--update-baseline", action="store_true", help="accept these scores")
     p.add_argument("--engine", choices=["offline", "llm"], default="offline")
     p.add_argument("--out", default=None, help="report directory (default evals/reports/)")
+    p.add_argument("--dataset", default=None, help="dataset file (default evals/dataset.yaml)")
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("bench", help="measure latency, throughput, cold start, index and memory")

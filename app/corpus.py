@@ -1,6 +1,8 @@
 """Reads the knowledge base: every `.md` and `.txt` file under the corpus directory."""
 
 import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,9 @@ import yaml
 from app.errors import CorpusError
 
 SUFFIXES = (".md", ".txt")
+# libyaml when present: fast, and it refuses absurd nesting instead of recursing into it.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_CLOSING = re.compile(r"^---[ \t]*$", re.M)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ def _visible(path: Path, root: Path) -> bool:
 def load_document(path: Path, corpus_dir: Path) -> Document:
     """Read one file as UTF-8 text, splitting off YAML front matter."""
     source = path.relative_to(corpus_dir).as_posix()
+    # Undecodable bytes in a name come back as lone surrogates, which nothing can encode.
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in source):
+        raise CorpusError(
+            f"Corpus file name {ascii(source)} has control characters or is not UTF-8: rename it."
+        )
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -68,7 +78,10 @@ def load_document(path: Path, corpus_dir: Path) -> Document:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     is_markdown = path.suffix.lower() == ".md"
     metadata, body = _split_front_matter(text, source) if is_markdown else ({}, text)
-    title = str(metadata.get("title") or first_line(body) or path.stem)
+    title = metadata.get("title")
+    if isinstance(title, dict | list):
+        raise CorpusError(f"Corpus file {source}: front matter title must be text.")
+    title = str(title or first_line(body) or path.stem)
     return Document(
         source=source,
         title=title,
@@ -82,23 +95,31 @@ def load_document(path: Path, corpus_dir: Path) -> Document:
 def _split_front_matter(text: str, source: str) -> tuple[dict[str, Any], str]:
     if not text.startswith("---\n"):
         return {}, text
-    end = text.find("\n---", 4)
-    if end == -1:
+    closing = _CLOSING.search(text, 4)
+    if closing is None:
         raise CorpusError(f"Corpus file {source}: front matter opened with '---' is never closed.")
+    block = text[4 : closing.start()]
     try:
-        metadata = yaml.safe_load(text[4:end]) or {}
+        # An alias can expand exponentially ("billion laughs"); front matter never needs one.
+        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(block, Loader=_YAML_LOADER)):
+            raise CorpusError(
+                f"Corpus file {source}: front matter uses a YAML alias (*name): write it out."
+            )
+        metadata = yaml.load(block, Loader=_YAML_LOADER) or {}
     except yaml.YAMLError as exc:
         raise CorpusError(
-            f"Corpus file {source}: front matter is not valid YAML ({_yaml_problem(exc)}); fix it."
+            f"Corpus file {source}: front matter is not valid YAML "
+            f"({_yaml_problem(exc, block)}); fix it."
         ) from None
+    except RecursionError:
+        raise CorpusError(f"Corpus file {source}: front matter is nested too deeply.") from None
     if not isinstance(metadata, dict):
         raise CorpusError(f"Corpus file {source}: front matter must be a YAML mapping.")
-    body_start = text.find("\n", end + 4)
-    body = "" if body_start == -1 else text[body_start + 1 :]
+    body = text[closing.end() + 1 :]
     return {str(k): v for k, v in metadata.items()}, body
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def _yaml_problem(exc: yaml.YAMLError, block: str) -> str:
     """One line for a YAML error: yaml's own message spans several, with a source excerpt."""
     mark = getattr(exc, "problem_mark", None)
     detail = ", ".join(
@@ -106,7 +127,9 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     )
     if mark is None or not detail:
         return " ".join(str(exc).split())
-    return f"line {mark.line + 2}: {detail}"  # +1 for 1-based, +1 for the opening '---'
+    # libyaml puts errors at the end of the input one line past it: keep them in the block.
+    line = min(mark.line, max(block.count("\n") - 1, 0))
+    return f"line {line + 2}: {detail}"  # +1 for 1-based, +1 for the opening '---'
 
 
 def first_line(body: str) -> str:

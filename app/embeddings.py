@@ -3,8 +3,12 @@
 import hashlib
 import json
 import os
+import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 MAX_TOKENS = 256  # the model's max_seq_length
 DIMENSIONS = 384
+STARTUP_VECTORS = "startup-vectors.npz"  # in the index directory; see `remembered`
 _CHECK_TEXTS = [
     "Node.js or Python for a chat app?",
     "Which Python ORM does the article list?",
@@ -78,17 +83,25 @@ class _QueryCache:
     def __init__(self, size: int = 1024) -> None:
         self.size = size
         self.items: OrderedDict[str, list[float]] = OrderedDict()
+        self.lock = threading.Lock()  # server threads share it
 
     def get(self, text: str) -> list[float] | None:
-        vector = self.items.get(text)
-        if vector is not None:
-            self.items.move_to_end(text)
-        return vector
+        with self.lock:
+            vector = self.items.get(text)
+            if vector is not None:
+                self.items.move_to_end(text)
+            return vector
 
     def put(self, text: str, vector: list[float]) -> None:
-        self.items[text] = vector
-        if len(self.items) > self.size:
-            self.items.popitem(last=False)
+        with self.lock:
+            self.items[text] = vector
+            if len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every vector (benchmarks time the model, not the cache)."""
+        with self.lock:
+            self.items.clear()
 
 
 class SentenceTransformerEmbeddings(Embeddings):
@@ -132,6 +145,9 @@ class OnnxEmbeddings(Embeddings):
         self.path = path or model_dir()
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, min(2, os.cpu_count() or 1))
+        # Idle pool threads sleep instead of spinning: on a busy machine (a server's own
+        # request threads, or other processes) spinning burned twice the CPU per answer.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(
@@ -145,6 +161,13 @@ class OnnxEmbeddings(Embeddings):
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding()
         self.cache = _QueryCache()
+        self.onnx_path = onnx_path
+        self.memo: _Memo | None = None
+
+    def stamp(self) -> str:
+        """Identity of the vectors this embedder makes: the weights and this export of them."""
+        stat = self.onnx_path.stat()
+        return f"{MODEL_SHA256}:{stat.st_size}:{stat.st_mtime_ns}"
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         batch = self.tokenizer.encode_batch(texts)
@@ -160,6 +183,16 @@ class OnnxEmbeddings(Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Normalised vectors, batched by similar length to keep padding small."""
+        memo = self.memo
+        if memo is None:
+            return self._embed_all(texts)
+        todo = [t for t in dict.fromkeys(texts) if t not in memo.saved]
+        fresh = dict(zip(todo, self._embed_all(todo), strict=True))
+        vectors = [memo.saved[t] if t in memo.saved else fresh[t] for t in texts]
+        memo.used.update(zip(texts, vectors, strict=True))
+        return [list(v) for v in vectors]
+
+    def _embed_all(self, texts: list[str]) -> list[list[float]]:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[list[float]] = [[] for _ in texts]
         for start in range(0, len(order), 32):
@@ -175,6 +208,65 @@ class OnnxEmbeddings(Embeddings):
             cached = self._encode([text])[0].tolist()
             self.cache.put(text, cached)
         return cached
+
+
+@dataclass
+class _Memo:
+    """Vectors the last start-up saved, and the ones this start-up used."""
+
+    saved: dict[str, list[float]]
+    used: dict[str, list[float]] = field(default_factory=dict)
+
+
+@contextmanager
+def remembered(embeddings: Embeddings, path: Path) -> Iterator[None]:
+    """Within the block, `embed_documents` reuses vectors the last start-up saved at `path`;
+    the ones used now are saved for the next, so a start-up on the same knowledge base embeds
+    nothing (the engine's claims and topics cost ~0.3 s a start on two cores, far more under
+    load). Only the ONNX embedder remembers; a memo of other weights or another export is
+    ignored, as is an unreadable one."""
+    if not isinstance(embeddings, OnnxEmbeddings):
+        yield
+        return
+    stamp = embeddings.stamp()
+    memo = _Memo(_read_memo(path, stamp))
+    embeddings.memo = memo
+    try:
+        yield
+    finally:
+        embeddings.memo = None
+    if memo.used.keys() != memo.saved.keys():
+        _write_memo(path, stamp, memo.used)
+
+
+def _read_memo(path: Path, stamp: str) -> dict[str, list[float]]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["stamp"]) != stamp:
+                return {}
+            texts = [str(t) for t in data["texts"]]
+            vectors = np.asarray(data["vectors"], dtype=np.float64)
+    except Exception:  # missing, truncated or foreign: the vectors are simply computed again
+        return {}
+    if vectors.shape != (len(texts), DIMENSIONS) or not np.isfinite(vectors).all():
+        return {}
+    return {t: v.tolist() for t, v in zip(texts, vectors, strict=True)}
+
+
+def _write_memo(path: Path, stamp: str, vectors: dict[str, list[float]]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as fh:
+            np.savez(
+                fh,
+                stamp=np.str_(stamp),
+                texts=np.array(list(vectors), dtype=np.str_),
+                vectors=np.array(list(vectors.values()), dtype=np.float64).reshape(-1, DIMENSIONS),
+            )
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only index directory only costs the next start-up
 
 
 def onnx_path(index_dir: Path, model_sha: str = MODEL_SHA256) -> Path:

@@ -59,3 +59,31 @@ class PayloadTooLarge(AdvisorError):
     """A request body over the size limit."""
 
     code = "payload_too_large"
+
+
+class Busy(AdvisorError):
+    """Refused because of load; `retry_after_s` says when to try again."""
+
+    code = "busy"
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(Busy):
+    """One client sent more requests than its rate limit allows."""
+
+    code = "rate_limited"
+
+
+class Overloaded(Busy):
+    """Every answering slot is taken and the wait queue is full (or moved too slowly)."""
+
+    code = "overloaded"
+
+
+class TimedOut(AdvisorError):
+    """Answering took longer than the per-request time limit."""
+
+    code = "timeout"

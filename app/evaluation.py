@@ -283,12 +283,23 @@ def cli_eval(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    items = [i for i in load_dataset(DATASET) if args.split in ("all", i.split)]
-    thresholds, baseline = load_thresholds(THRESHOLDS), load_baseline(BASELINE)
+    dataset = Path(getattr(args, "dataset", None) or DATASET)
+    items = [i for i in load_dataset(dataset) if args.split in ("all", i.split)]
+    if not items:
+        print(f"error: {dataset} has no `{args.split}` items", file=sys.stderr)
+        return 2
+    gated = dataset.resolve() == Path(DATASET).resolve()
+    if args.update_baseline and not gated:
+        print("error: --update-baseline records scores of evals/dataset.yaml only", file=sys.stderr)
+        return 2
+    thresholds = load_thresholds(THRESHOLDS)
+    baseline: dict[str, Any] | None = load_baseline(BASELINE)
+    if not gated:
+        baseline = None  # the baseline holds scores of the gated dataset only
     # --engine offline means offline even when ADVISOR_LLM is set.
     use = settings if args.engine == "llm" else settings.model_copy(update={"llm": None})
     advisor = build_advisor(use)
-    results = run(advisor, items, progress_bar("Evaluating"), args.split, dataset_version(DATASET))
+    results = run(advisor, items, progress_bar("Evaluating"), args.split, dataset_version(dataset))
     report = metrics(results, advisor)
     if args.engine == "llm":
         skipped = "skipped (no judge configured)"

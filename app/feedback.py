@@ -1,18 +1,21 @@
 """Thumbs up/down on answers, kept in SQLite, plus the JSON routes to add and read them."""
 
 import builtins
+import hmac
 import sqlite3
 import threading
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.answer import Verdict
-from app.errors import AdvisorError, BadRequest
+from app.config import Settings, is_loopback
+from app.errors import AdvisorError, BadRequest, NotConfigured, Unauthorized
 
 Vote = Literal["up", "down"]
 MAX_PAGE = 200
@@ -152,7 +155,34 @@ class FeedbackIn(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
 
 
-router = APIRouter(tags=["feedback"])
+_bearer = HTTPBearer(auto_error=False, description="The admin token, ADVISOR_ADMIN_TOKEN.")
+
+
+def require_admin(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """The admin token when one is set; without one, only a loopback-bound server is open."""
+    settings: Settings = request.app.state.settings
+    if settings.admin_token is None:
+        if is_loopback(settings.host):
+            return
+        raise NotConfigured(
+            f"/api/feedback is closed while the server listens on {settings.host} without an "
+            "admin token: set ADVISOR_ADMIN_TOKEN and send it as 'Authorization: Bearer TOKEN'."
+        )
+    expected = settings.admin_token.get_secret_value().encode()
+    given = (credentials.credentials if credentials else "").encode()
+    if not hmac.compare_digest(given, expected):
+        raise Unauthorized(
+            "/api/feedback needs the admin token: send 'Authorization: Bearer TOKEN' with the "
+            "value of ADVISOR_ADMIN_TOKEN."
+        )
+
+
+# The chat page stores its votes through FeedbackStore directly, so this guard never
+# blocks a thumbs up or down; it keeps the stored questions and answers from strangers.
+router = APIRouter(tags=["feedback"], dependencies=[Depends(require_admin)])
 
 
 def _store(request: Request) -> FeedbackStore:
@@ -164,7 +194,7 @@ def _store(request: Request) -> FeedbackStore:
 def list_feedback(
     request: Request,
     limit: int = Query(50, ge=1, le=MAX_PAGE),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**63 - 1),  # SQLite's largest integer
 ) -> dict[str, Any]:
     """Stored votes, newest first."""
     store = _store(request)

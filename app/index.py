@@ -152,8 +152,11 @@ def sync(
             "chunks": entries,
         },
     )
+    # The previous index stays one generation, so replicas that have not yet seen the new
+    # manifest keep answering from it; older ones and half-built leftovers go.
+    keep = {name, (old or {}).get("collection")}
     for stale in store.data_collections(client, settings):
-        if stale != name:  # the previous index and any half-built leftovers
+        if stale not in keep:
             client.delete_collection(stale)
     report.seconds = time.perf_counter() - started
     return report
@@ -204,6 +207,9 @@ class KnowledgeBase:
     collection: str
     vectorstore: Any
     by_id: dict[str, Chunk] = field(default_factory=dict)
+    client: Any = None
+    fingerprint: tuple[int, int, int, int] | None = None  # of the embedded database when loaded
+    failure: str | None = None  # set when a search fails, so the server knows to reload
 
     def __post_init__(self) -> None:
         self.by_id = {c.id: c for c in self.chunks}
@@ -215,10 +221,9 @@ class KnowledgeBase:
                 vector, k=min(k, len(self.chunks))
             )
         except Exception as exc:
-            raise IndexUnavailable(
-                f"Search failed on the {store.describe(self.settings)} "
-                f"({store.first_line(exc)}): run `advisor index` or check the Chroma server."
-            ) from None
+            error = store.explain(self.settings, exc, "searching")
+            self.failure = str(error)
+            raise error from None
         return [
             (self.by_id[doc.id], 1.0 - float(distance))
             for doc, distance in found
@@ -231,6 +236,8 @@ def load(settings: Settings, embeddings: Embeddings) -> KnowledgeBase:
     from langchain_chroma import Chroma
 
     client = store.open_client(settings)
+    # After opening (which may write), before reading: any later write shows as a change.
+    fingerprint = store.fingerprint(settings)
     manifest = store.read_manifest(client, settings)
     if manifest is None:
         raise IndexUnavailable(
@@ -240,10 +247,7 @@ def load(settings: Settings, embeddings: Embeddings) -> KnowledgeBase:
     try:
         got = client.get_collection(name).get(include=["documents", "metadatas", "embeddings"])
     except Exception as exc:
-        raise IndexUnavailable(
-            f"The {store.describe(settings)} is missing collection {name} "
-            f"({store.first_line(exc)}): run `advisor index --rebuild`."
-        ) from None
+        raise store.explain(settings, exc, f"loading collection {name}") from None
     chunks = [
         Chunk(
             id=i,
@@ -259,12 +263,15 @@ def load(settings: Settings, embeddings: Embeddings) -> KnowledgeBase:
     order = {e["id"]: n for n, e in enumerate(manifest["chunks"].values())}
     idx = sorted(range(len(chunks)), key=lambda n: order.get(chunks[n].id, len(order)))
     vectors = np.asarray(got["embeddings"], dtype=np.float32)[idx] if chunks else np.zeros((0, 384))
-    vectorstore = Chroma(
-        client=client,
-        collection_name=name,
-        embedding_function=embeddings,
-        create_collection_if_not_exists=False,
-    )
+    try:
+        vectorstore = Chroma(
+            client=client,
+            collection_name=name,
+            embedding_function=embeddings,
+            create_collection_if_not_exists=False,
+        )
+    except Exception as exc:
+        raise store.explain(settings, exc, f"opening collection {name}") from None
     return KnowledgeBase(
         settings=settings,
         chunks=[chunks[n] for n in idx],
@@ -272,4 +279,6 @@ def load(settings: Settings, embeddings: Embeddings) -> KnowledgeBase:
         kb_version=str(manifest["kb_version"]),
         collection=name,
         vectorstore=vectorstore,
+        client=client,
+        fingerprint=fingerprint,
     )

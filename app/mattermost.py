@@ -82,7 +82,7 @@ def _fields(body: bytes, content_type: str) -> dict[str, Any] | None:
             data = json.loads(body)
             return data if isinstance(data, dict) else None
         return dict(parse_qsl(body.decode(), keep_blank_values=True))
-    except ValueError:  # includes JSON and UTF-8 decoding errors
+    except (ValueError, RecursionError):  # JSON and UTF-8 errors, and absurdly nested JSON
         return None
 
 

@@ -1,50 +1,27 @@
 """The default answer engine: grounded, offline, no LLM — it composes answers from the chunks."""
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from app.answer import VERDICT_LABELS, Citation
+from app.answer import VERDICT_LABELS
 from app.chain import Draft
-from app.claims import SIDES, Claim, Fact, extract
-from app.query import CONCEPTS
+from app.claims import Citations, Claim, extract
+from app.facts import answer_fact, best_fact, listed_items
+from app.intent import asks_items, out_of_scope
+from app.query import CONCEPTS, concepts_of
 from app.retrieval import RRF_K, Hit, HybridRetriever, Query
 
 NAME = "offline"
 CONCEPT_WEIGHT = 0.45  # how much a recognised topic word counts next to raw similarity
 ROW_PREFERENCE = 0.04  # the matrix is the article's own verdict: prefer it on near-ties
 NEAR_TIE = 0.12  # two rows this close both fit the question
-CONDITION_MIN = 0.45
+TOPIC_NAMED = 0.15  # a claim whose own words name the question's topic
 # Calibrated on the eval dev split (see README, "Abstention"): with no topic word recognised, a
 # question is declined below `abstain_threshold` similarity, or below this one when fewer than
 # half of its content words occur in the knowledge base.
 LOW_COVERAGE_SIMILARITY = 0.45
 AGREEMENT_SCORE = 2 / (RRF_K + 2)  # top-2 in both rankings
-
-_ASKS_ITEMS = re.compile(
-    r"^\s*(?:(?:ok|okay|and|so)[,\s]+)*(?:what is|what's|what are|how many|how good|list|name)\b"
-    r"|\b(?:which|what|any|list|name)\b.*\b(?:librar\w*|frameworks?|packages?|orms?|tools?|"
-    r"options|queues?|package managers?|modules?|servers?|libs?)\b",
-    re.I,
-)
-_ASKS_DECISION = re.compile(
-    r"\b(?:better|faster|should|choose|pick|go with|winner|wins?|prefer\w*|easier|harder|"
-    r"stronger|weaker|more \w+|runtime|which language|which one|vs\.?|versus)\b"
-    r"|\bnode(?:\.?js)? or python\b|\bpython or node",
-    re.I,
-)
-_ALTERNATIVES = re.compile(
-    r"([\w.#+-]+(?:\s+[A-Z][\w.#+-]*)?)\s+"
-    r"(?:or|vs\.?|versus|(?:better|faster|slower|easier) than|instead of)\s+"
-    r"([\w.#+-]+)",
-    re.I,
-)
-_OUR_SIDES = re.compile(r"\b(?:nod|node(?:\.?js)?|python|js|javascript|typescript|py)\b", re.I)
-_MENTIONS = {
-    "node": re.compile(r"\bnode(?:\.?js)?\b|\bjavascript\b|\btypescript\b|\bjs\b", re.I),
-    "python": re.compile(r"\bpython\b|\bdjango\b|\bpy\b", re.I),
-}
 
 
 @dataclass(frozen=True)
@@ -75,19 +52,24 @@ class OfflineEngine:
         self.claim_vecs = vectors[: len(self.claims)]
         self.fact_vecs = vectors[len(self.claims) :]
         names = list(CONCEPTS)
-        concept_vecs = np.asarray(embed([CONCEPTS[n][1] for n in names]), dtype=np.float32)
+        concept_vecs = np.asarray([retriever.concept_vectors[n] for n in names], dtype=np.float32)
         self.concept_claims = dict(zip(names, concept_vecs @ self.claim_vecs.T, strict=True))
         self.concept_facts = dict(zip(names, concept_vecs @ self.fact_vecs.T, strict=True))
+        self.listed = listed_items(self.facts)  # "Express", "BullMQ", "Django ORM"…
+        self.claim_topics = [set(concepts_of(c.profile)) for c in self.claims]
+        rows = " ".join(f"{c.topic}. {c.reason}" for c in self.claims if c.is_row)
+        # Topics only the prose decides (I/O-bound work, benchmarks, monorepos…).
+        self.prose_concepts = set(CONCEPTS) - concepts_of(rows).keys()
 
     def compose(self, query: Query, hits: list[Hit]) -> Draft:
         """A cited answer, a factual list, or a plain abstention."""
         concepts = query.concepts
         if query.only_instructions and not concepts:
             return self._abstain(hits, "only instructions, no question")
-        if self._foreign(query.text):
-            return self._abstain(hits, "compares other technologies")
         q = query.vector
-        claim_scores = self._score(q, self.claim_vecs, self.concept_claims, concepts)
+        claim_scores = self._score(
+            q, self.claim_vecs, self.concept_claims, concepts, self.claim_topics
+        )
         fact_scores = self._score(q, self.fact_vecs, self.concept_facts, concepts)
         best_sim = max(
             [float(query.similarities.max()) if query.similarities.size else 0.0]
@@ -98,10 +80,14 @@ class OfflineEngine:
         agreed = bool(hits) and hits[0].score >= AGREEMENT_SCORE
         if not concepts and not agreed and (best_sim < self.threshold or weak):
             return self._abstain(hits, "not covered")
-        if _ASKS_ITEMS.search(query.text) and not _ASKS_DECISION.search(query.text) and self.facts:
-            fact = self._best_fact(query.text, fact_scores)
+        why = out_of_scope(query.text, concepts, self.listed)
+        if why is not None:
+            return self._abstain(hits, why)
+        if self.facts and asks_items(query.text, concepts, self.listed):
+            fact_values = [s.score for s in fact_scores]
+            fact = best_fact(query.text, self.facts, fact_values, self.threshold, self.listed)
             if fact is not None:
-                return self._answer_fact(query.text, fact, fact_scores)
+                return answer_fact(query.text, fact, self.facts, fact_values, self.listed)
         if not self.claims:
             return self._abstain(hits, "no decisions in the knowledge base")
         return self._answer_claim(query, claim_scores, hits)
@@ -114,24 +100,22 @@ class OfflineEngine:
         vecs: np.ndarray,
         by_concept: dict[str, np.ndarray],
         concepts: dict[str, int],
+        topics: list[set[str]] | None = None,
     ) -> list[_Scored]:
         sims = vecs @ q if len(vecs) else np.zeros(0)
         bonus = np.zeros_like(sims)
         top = max(concepts.values(), default=1)
         for name, count in concepts.items():
             bonus = np.maximum(bonus, by_concept[name] * (count / top))
+        if topics and concepts:
+            # A claim that itself names the question's topic beats one that only sounds close.
+            total = sum(concepts.values())
+            named = [sum(concepts[n] for n in t & concepts.keys()) / total for t in topics]
+            bonus += np.asarray(named, dtype=bonus.dtype) * (TOPIC_NAMED / CONCEPT_WEIGHT)
         return [
             _Scored(float(s + CONCEPT_WEIGHT * b), float(s))
             for s, b in zip(sims, bonus, strict=True)
         ]
-
-    def _foreign(self, text: str) -> bool:
-        """'Go or Rust', 'Postgres vs MySQL': a choice between things that are not our two."""
-        for a, b in _ALTERNATIVES.findall(text):
-            if not _OUR_SIDES.search(a) and not _OUR_SIDES.search(b):
-                if not re.search(r"\b(?:node|python)\b", text, re.I):
-                    return True
-        return False
 
     # answers
 
@@ -141,37 +125,41 @@ class OfflineEngine:
             key=lambda i: -(scores[i].score + ROW_PREFERENCE * self.claims[i].is_row),
         )
         main = self.claims[ranked[0]]
-        if not main.is_row:  # prose that agrees with a matrix row: lead with the article's verdict
+        prose = self._prose_lead(query, ranked, scores)
+        if prose is not None:
+            ranked.remove(prose)
+            ranked.insert(0, prose)
+            main = self.claims[prose]
+        elif not main.is_row:  # prose agreeing with a matrix row: lead with the article's verdict
             lead = self._row_for(main, ranked, scores, query.concepts)
             if lead is not None:
                 ranked.remove(lead)
                 ranked.insert(0, lead)
                 main = self.claims[lead]
-        cites = _Citations()
+        cites = Citations()
         label = VERDICT_LABELS[main.verdict]
         badge = f"**{label}**" + (" (slight edge)" if main.strength == "slight" else "")
         if main.is_row:
-            first = (
+            marker = cites.add(main)
+            parts = [
                 f"{badge} — for {main.topic.lower()}, the article's decision matrix picks "
-                f"{_winner_phrase(main)}: {main.reason.rstrip('.')} {cites.add(main)}."
-            )
+                f"{_winner_phrase(main)} {marker}.",
+                f"Its reason: {main.reason.rstrip('.')} {marker}.",
+            ]
         else:
-            first = f"{badge} — the article says: “{main.quote}” {cites.add(main)}"
-        parts = [first]
-        runner_up = self._agreeing_row(main, ranked, scores, query.concepts)
-        if runner_up is not None:
+            marker = cites.add(main)
+            parts = [
+                f"{badge} — the article says: “{main.quote}” {marker}",
+                f"That is from its section “{main.chunk.section}” {marker}.",
+            ]
+        also = self._agreeing_row(main, query.concepts)
+        if also is not None:
             parts.append(
-                f"The {runner_up.topic.lower()} row agrees: {runner_up.reason.rstrip('.')} "
-                f"{cites.add(runner_up)}."
+                f"The {also.topic.lower()} row agrees: {also.reason.rstrip('.')} {cites.add(also)}."
             )
-        support = self._support(main, ranked, scores)
-        if support is not None:
-            parts.append(f"It adds: “{support.quote}” {cites.add(support)}")
-        condition = self._condition(main, ranked, scores, support)
+        condition = self._condition(main, ranked, query.concepts)
         if condition is not None:
-            parts.append(
-                f"One condition could change this: “{condition.quote}” {cites.add(condition)}"
-            )
+            parts.append(f"What could change this: “{condition.quote}” {cites.add(condition)}")
         return Draft(
             answer=" ".join(parts),
             engine=NAME,
@@ -179,6 +167,19 @@ class OfflineEngine:
             strength=main.strength,
             citations=cites.items,
         )
+
+    def _prose_lead(self, query: Query, ranked: list[int], scores: list[_Scored]) -> int | None:
+        """A prose claim on a topic of the question that no matrix row is about ("how big is
+        the performance gap?", "is it I/O-bound?"), when it scores about as well as the top row."""
+        asked = query.concepts.keys() & self.prose_concepts
+        top = scores[ranked[0]].score
+        for i in ranked:
+            claim = self.claims[i]
+            if top - scores[i].score > NEAR_TIE:
+                return None
+            if not claim.is_row and asked & concepts_of(claim.quote).keys():
+                return i
+        return None
 
     def _row_for(
         self, main: Claim, ranked: list[int], scores: list[_Scored], concepts: dict[str, int]
@@ -191,86 +192,39 @@ class OfflineEngine:
             candidates.insert(0, best_row)
         return next((i for i in candidates if self.claims[i].verdict == main.verdict), None)
 
-    def _agreeing_row(
-        self, main: Claim, ranked: list[int], scores: list[_Scored], concepts: dict[str, int]
-    ) -> Claim | None:
-        """A second matrix row the question is also about, when it gives the same verdict."""
-        if not main.is_row:
-            return None
-        rows = [i for i in range(len(self.claims)) if self.claims[i].is_row]
-        for name in concepts:  # "data ingestion jobs" is about pipelines and background jobs
-            other = self.claims[max(rows, key=lambda i: self.concept_claims[name][i])]
-            if other is not main and other.verdict == main.verdict:
-                return other
-        top = scores[ranked[0]].score
-        for i in ranked[1:]:
-            claim = self.claims[i]
-            if claim.is_row:
-                close = top - scores[i].score <= NEAR_TIE
-                return claim if close and claim.verdict == main.verdict else None
-        return None
-
-    def _support(self, main: Claim, ranked: list[int], scores: list[_Scored]) -> Claim | None:
-        """The most relevant prose sentence that agrees with the main claim."""
-        for i in ranked[1:]:
+    def _condition(self, main: Claim, ranked: list[int], concepts: dict[str, int]) -> Claim | None:
+        """A condition the question itself brings up under which the other side would win
+        ("…and we also serve ML models" → "If your backend includes ML models…: Python")."""
+        top = max(concepts.values(), default=0)
+        # Only a topic the question dwells on as much as its main one, not a passing mention.
+        strong = {name for name, count in concepts.items() if count == top}
+        for i in ranked:
             claim = self.claims[i]
             if (
-                claim.verdict == main.verdict
-                and not claim.is_row
-                and not claim.is_condition
-                and claim.chunk.id != main.chunk.id
-                and scores[i].similarity >= 0.15
+                claim.is_condition
+                and claim.verdict not in (main.verdict, "tie")
+                and strong & concepts_of(claim.quote).keys()
             ):
                 return claim
         return None
 
-    def _condition(
-        self, main: Claim, ranked: list[int], scores: list[_Scored], used: Claim | None
-    ) -> Claim | None:
-        for i in ranked:
-            claim = self.claims[i]
-            if claim.is_condition and claim is not main and claim is not used:
-                return claim if scores[i].score >= CONDITION_MIN else None
+    def _agreeing_row(self, main: Claim, concepts: dict[str, int]) -> Claim | None:
+        """A second matrix row the question names just as much ("data ingestion jobs" is
+        pipelines and background jobs alike), when it gives the same verdict."""
+        if not main.is_row or not concepts:
+            return None
+        top = max(concepts.values())
+        for name, count in concepts.items():
+            for other in self.claims:
+                if (
+                    count == top
+                    and other.is_row
+                    and other is not main
+                    and other.verdict == main.verdict
+                    and name in concepts_of(other.topic)
+                ):
+                    return other
         return None
-
-    def _best_fact(self, text: str, scores: list[_Scored]) -> Fact | None:
-        named = [
-            i
-            for i, f in enumerate(self.facts)
-            if re.search(rf"\b{re.escape(f.topic)}\b", text, re.I)
-        ]
-        pool = named or range(len(self.facts))
-        best = max(pool, key=lambda i: scores[i].score)
-        return self.facts[best] if scores[best].score >= self.threshold else None
-
-    def _answer_fact(self, text: str, fact: Fact, scores: list[_Scored]) -> Draft:
-        cites = _Citations()
-        sides = [s for s, rx in _MENTIONS.items() if rx.search(text)] or list(SIDES)
-        if fact.chunk.kind == "row":
-            listed = [f"{SIDES[s]}: {fact.by_side[s]}" for s in sides if s in fact.by_side]
-            body = (
-                f"For {fact.topic}, the article's ecosystem comparison lists "
-                f"{'; '.join(listed)} {cites.add(fact)}."
-            )
-            return Draft(answer=body, engine=NAME, citations=cites.items)
-        # A framework recommendation: the one asked about, or every one on that side.
-        peers = [i for i, f in enumerate(self.facts) if f.chunk.id == fact.chunk.id]
-        single = re.search(rf"\b{re.escape(fact.topic)}\b", text, re.I) or re.search(
-            r"\b(?:fastest|best|lightest|most|which (?:one|framework))\b", text, re.I
-        )
-        chosen = (
-            [fact]
-            if single and not re.search(r"\bframeworks\b", text, re.I)
-            else [self.facts[i] for i in sorted(peers, key=lambda i: -scores[i].score)]
-        )
-        side = next(iter(fact.by_side))
-        lines = [f"- {f.quote} {cites.add(f)}" for f in chosen]
-        intro = (
-            f"The article recommends these {SIDES[side]} frameworks:"
-            if len(chosen) > 1
-            else f"From the article's {SIDES[side]} framework recommendations:"
-        )
-        return Draft(answer=intro + "\n" + "\n".join(lines), engine=NAME, citations=cites.items)
 
     def _abstain(self, hits: list[Hit], why: str) -> Draft:
         topics: list[str] = []
@@ -295,26 +249,3 @@ def _winner_phrase(claim: Claim) -> str:
         return "neither (a tie)"
     label = VERDICT_LABELS[claim.verdict]
     return f"{label}, by a slight edge" if claim.strength == "slight" else label
-
-
-class _Citations:
-    """Numbers sources in order of first use; a chunk cited twice keeps one number per quote."""
-
-    def __init__(self) -> None:
-        self.items: list[Citation] = []
-
-    def add(self, item: Claim | Fact) -> str:
-        for c in self.items:
-            if c.chunk_id == item.chunk.id and c.quote == item.quote:
-                return f"[{c.n}]"
-        n = len(self.items) + 1
-        self.items.append(
-            Citation(
-                n=n,
-                chunk_id=item.chunk.id,
-                source=item.chunk.source,
-                section=item.chunk.section,
-                quote=item.quote,
-            )
-        )
-        return f"[{n}]"

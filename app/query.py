@@ -10,7 +10,8 @@ from rapidfuzz.distance import DamerauLevenshtein
 # Each expansion is plain text that is matched against the corpus, never an answer.
 CONCEPTS: dict[str, tuple[str, str]] = {
     "realtime": (
-        r"web ?sockets?|real[- ]?time|realtime|live|chat\w*|messag\w*|multiplayer|gam\w+|"
+        r"web ?sockets?|real[- ]?time|realtime|live|chat\w*|messag\w*(?! (?:bus|queue|broker))|"
+        r"multiplayer|gam\w+|"
         r"presence|typing indicators?|collaborat\w*|instant\w*|push notifications?|leaderboards?|"
         r"socket\.?io|streaming updates|notifications?|whiteboard|lobby|co-?editing",
         "real-time apps chat gaming websocket connections event loop",
@@ -18,25 +19,42 @@ CONCEPTS: dict[str, tuple[str, str]] = {
     "ml": (
         r"ml|ai|machine learning|model serving|inference|predict\w*|pytorch|tensorflow|"
         r"scikit[- ]?learn|sklearn|classifier|computer[- ]vision|deep learning|neural|"
-        r"embeddings?|llms?|recommend\w* model|trained model|models?",
+        r"embeddings?|llms?|recommend\w* model|trained model|models?|recommender\w*|"
+        r"recommendation (?:engine|model|system)s?|(?:it's|it is|model is|been) trained",
         "ML model serving model training and inference libraries",
     ),
     "etl": (
-        r"etl|elt|extract\w*|transform\w*|pipelines?|csv|ingest\w*|warehouse|tabular|"
+        r"etl|elt|extract\w*|transform(?!ers?\b)\w*|(?<!own )(?<!ci )(?<!deploy )pipelines?|"
+        r"csv|ingest\w*|(?:data|analytics) warehouse|warehouse tables?|tabular|parquet|"
+        r"aggregat\w*|data engineer\w*|clean\w* (?:it|them|the data|data)|"
+        r"(?:load|put|write|push)\w* (?:it |them |data )?(?:in|into|to) (?:the |our )?warehouse|"
         r"reshap\w*|dedup\w*|normali[sz]\w*|data engineering|airflow|kafka|nightly|"
         r"each night|redshift|bigquery|snowflake|data lake|reporting tables?|sync(?:ing)? data",
         "data pipelines ETL Pandas Polars NumPy",
     ),
     "microservices": (
-        r"micro-?services?|kubernetes|k8s|containers?|docker|cold[- ]starts?|image sizes?|"
+        r"micro[- ]?services?|kubernetes|k8s|containers?|containeri[sz]\w*|docker|"
+        r"cold[- ]starts?|image sizes?|"
         r"startup time|serverless|small (?:independent|deployable) services|many small services|"
-        r"independently deployable|service mesh",
+        r"independently deploy\w*|small (?:independent|separate) services|"
+        r"small (?:\w+ )?services|\d+ (?:small |separate )?(?:\w+ )?services|"
+        r"(?:mesh|fleet|dozens?) of (?:\w+ ){0,3}services|lots of small \w* ?services|"
+        r"split (?:\w+ )?into (?:\w+ )?(?:small )?services|"
+        r"service mesh|monolith\w*|decompos\w*|carv\w* (?:it|\w+) up|"
+        r"break\w* (?:it|\w+) (?:up|apart)|"
+        r"(?:its|their) own (?:repo|image|container|deploy\w*)s?|small [\w/-]+ services",
         "microservices faster startup smaller container images",
     ),
     "fullstack": (
-        r"full[- ]?stack|same language|one language|single language|both ends|"
-        r"frontend and backend|client and serv\w+|browser code and the server|react|next\.?js|"
-        r"vue|angular|svelte|context switching|whole stack",
+        r"full[- ]?stack|same language|"
+        r"(?:ui|front[- ]?end|client|browser)\b[^.?!]{0,40}\b(?:one|single) language|"
+        r"(?:one|a single) language (?:for|across|on) (?:both|the "
+        r"(?:whole|full|entire) stack|front\w*|client)|both ends|"
+        r"frontend and backend|client and serv\w+|"
+        r"(?:web )?ui and (?:the )?(?:api|backend|server)|browser code and the server|"
+        r"react(?! native)|next\.?js|"
+        r"vue|angular|svelte|context[- ]switch\w*|switch(?:ing)? (?:between )?languages|"
+        r"whole stack|end[- ]to[- ]end",
         "full-stack same language eliminates context switching",
     ),
     "jobs": (
@@ -45,11 +63,14 @@ CONCEPTS: dict[str, tuple[str, str]] = {
         "background jobs data-heavy Celery NumPy Pandas",
     ),
     "graphql": (
-        r"graph ?ql|resolvers?|mutations?|apollo|query language|subscriptions",
+        r"graph ?ql|gql|resolvers?|mutations?|apollo|query language|subscriptions|typed schemas?|"
+        r"(?:only |exactly )?the fields (?:\w+ ){0,2}needs?|fetch nested|over-?fetch\w*|"
+        r"under-?fetch\w*|"
+        r"one round[- ]trip|nested (?:data|queries|objects)|combined endpoints?",
         "GraphQL API strong frameworks",
     ),
     "rest": (
-        r"rest(?:ful)?|crud|json (?:api|backend)|endpoints?|http api|web service|"
+        r"rest(?:ful+)?(?!\s+of\b)|crud|json (?:api|backend)|endpoints?|http api|web service|"
         r"plain api|simple api|basic (?:api|backend)|todo app|admin",
         "REST API standard CRUD team preference",
     ),
@@ -60,7 +81,8 @@ CONCEPTS: dict[str, tuple[str, str]] = {
     ),
     "io": (
         r"i/?o[- ]bound|concurren\w*|concurrent connections|non-blocking|event[- ]driven|"
-        r"threads?|waiting on the database|database queries",
+        r"threads?|wait(?:s|ing)? (?:on|for) (?:the )?(?:database|db|network|other services|"
+        r"external apis?|i/?o)|database queries|network calls|throughput",
         "I/O-bound operations concurrent connections non-blocking event-driven",
     ),
     "cpu": (
@@ -70,7 +92,8 @@ CONCEPTS: dict[str, tuple[str, str]] = {
     ),
     "perf": (
         r"performance difference|how much faster|speed difference|language overhead|"
-        r"how big is the (?:performance|speed) (?:gap|difference)",
+        r"how big is the (?:performance|speed) (?:gap|difference)|"
+        r"(?:run|running|do|doing) (?:our|my|a|your) own benchmarks?|worth benchmarking",
         "benchmark guidance performance difference standard CRUD API",
     ),
     "monorepo": (
@@ -82,7 +105,15 @@ _CONCEPT_RES = {
     name: re.compile(rf"\b(?:{pattern})\b", re.I) for name, (pattern, _) in CONCEPTS.items()
 }
 
-_SEGMENTS = re.compile(r"(?<=[.!?:;])\s+|\n+")
+# A negation up to two words before a topic word: "no machine learning", "not real-time".
+_NEGATED = re.compile(
+    r"\b(?:no|not(?! sure| certain)|none|without|never|nor|neither|isn't|aren't|don't need|"
+    r"doesn't need|very little|little (?:to|or) no|hardly any|barely any|minimal|nothing)\b"
+    r"(?:(?!\b(?:but|just|only|instead|rather)\b)[^.;:!?,]){0,30}$",
+    re.I,
+)
+# Sentences, lines, and ", then …" clauses ("Reveal your prompt, then tell me…").
+_SEGMENTS = re.compile(r"(?<=[.!?:;])\s+|\n+|,\s+(?=(?:and )?then\b|after that\b)", re.I)
 _INSTRUCTION = re.compile(
     r"\b(?:ignore|disregard|forget|override|bypass)\b.*\b(?:instructions?|sources?|above|"
     r"previous|rules|context|knowledge|article|everything)\b"
@@ -152,9 +183,19 @@ def strip_instructions(question: str) -> tuple[str, tuple[str, ...]]:
 
 
 def concepts_of(text: str) -> dict[str, int]:
-    """Topic concepts the text mentions, with how many times (the dominant topic counts most)."""
-    found = {name: len(rx.findall(text)) for name, rx in _CONCEPT_RES.items()}
-    return {name: n for name, n in found.items() if n}
+    """Topic concepts the text mentions, with how many times (the dominant topic counts most).
+
+    A negated mention ("no machine learning", "without live updates") does not count."""
+    found: dict[str, int] = {}
+    for name, rx in _CONCEPT_RES.items():
+        n = sum(1 for m in rx.finditer(text) if not _negated(text, m.start()))
+        if n:
+            found[name] = n
+    return found
+
+
+def _negated(text: str, start: int) -> bool:
+    return _NEGATED.search(text, max(0, start - 45), start) is not None
 
 
 class Normalizer:
@@ -166,7 +207,8 @@ class Normalizer:
         extra |= set(
             """node python nodejs javascript typescript backend frontend server messaging pipeline
             background graphql microservices architecture process processing language client
-            model models prediction predictions files jobs better should""".split()
+            model models prediction predictions files jobs better should restful services
+            """.split()
         )
         self.vocabulary = sorted({w for w in vocabulary | extra if len(w) >= 4})
         self.known = set(self.vocabulary) | {w.lower() for w in vocabulary}
@@ -179,6 +221,9 @@ class Normalizer:
 
     def _fix(self, word: str) -> str:
         lower = word.lower()
+        if lower.endswith("'s"):  # "library's" is a real word, not a typo of "libraries"
+            stem = self._fix(word[:-2])
+            return word if stem == word[:-2] else stem + word[-2:]
         if len(lower) < 5 or lower in self.known or lower.rstrip("s") in self.known:
             return word
         if lower in self.dictionary or lower.rstrip("s") in self.dictionary:

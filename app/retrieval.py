@@ -10,9 +10,11 @@ from app.chunking import Chunk
 from app.embeddings import model_dir
 from app.errors import ModelError
 from app.index import KnowledgeBase
-from app.query import Normalizer
+from app.query import CONCEPTS, Normalizer
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al., 2009)
+# A recognised topic is the surest signal a question gives: its ranking counts double.
+TOPIC_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,14 @@ class HybridRetriever:
         self.bm25.index(ids, show_progress=False)
         self.position = {c.id: n for n, c in enumerate(kb.chunks)}
         self.normalizer = Normalizer(set(self.tokenizer.get_vocab_dict()), english_words())
+        # One vector per topic concept: a question that names a topic ("live leaderboard") also
+        # ranks the chunks by how close they are to the topic's own words ("real-time apps…").
+        names = list(CONCEPTS)
+        vectors = np.asarray(
+            embeddings.embed_documents([CONCEPTS[n][1] for n in names]), dtype=np.float32
+        )
+        self.concept_vectors = dict(zip(names, vectors, strict=True))
+        self.concept_sims = {n: kb.vectors @ v for n, v in self.concept_vectors.items()}
 
     def embed(self, text: str) -> Query:
         """Clean and embed a question once; every later stage reuses the result."""
@@ -94,17 +104,32 @@ class HybridRetriever:
             return np.zeros(len(self.kb.chunks), dtype=np.float32)
         return np.asarray(self.bm25.get_scores([vocab[w] for w in known]), dtype=np.float32)
 
+    def _topic_ranking(self, query: Query, depth: int) -> list[str]:
+        """Chunks ranked by closeness to the topics the question names (none: empty)."""
+        if not query.concepts or not len(self.kb.chunks):
+            return []
+        top = max(query.concepts.values())
+        score = np.max(
+            [self.concept_sims[n] * (c / top) for n, c in query.concepts.items()], axis=0
+        )
+        return [self.kb.chunks[i].id for i in np.argsort(-score)[:depth]]
+
     def retrieve(self, query: Query, k: int | None = None) -> list[Hit]:
-        """Top-k chunks by reciprocal-rank fusion of the dense and BM25 rankings."""
+        """Top-k chunks by reciprocal-rank fusion of the dense, BM25 and topic rankings."""
         k = k or self.k
         depth = max(4 * k, 20)
         dense = [c.id for c, _ in self.kb.dense_search(query.vector.tolist(), depth)]
         lexical = self.lexical_scores(query.text)
         bm25_rank = [self.kb.chunks[i].id for i in np.argsort(-lexical)[:depth] if lexical[i] > 0]
         fused: dict[str, float] = {}
-        for ranking in (dense, bm25_rank):
+        rankings = (
+            (dense, 1.0),
+            (bm25_rank, 1.0),
+            (self._topic_ranking(query, depth), TOPIC_WEIGHT),
+        )
+        for ranking, weight in rankings:
             for rank, chunk_id in enumerate(ranking):
-                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+                fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (RRF_K + rank + 1)
         best = sorted(fused.items(), key=lambda item: -item[1])[:k]
         return [
             Hit(

@@ -9,7 +9,7 @@ from langchain_core.embeddings import Embeddings
 from app import index
 from app.chain import Advisor, Condenser, Engine
 from app.config import Settings
-from app.embeddings import load_embeddings
+from app.embeddings import STARTUP_VECTORS, load_embeddings, remembered
 from app.retrieval import HybridRetriever
 
 
@@ -76,8 +76,13 @@ def build_advisor(
     the offline engine — which also stands by as the fallback of any other engine."""
     from app.offline import OfflineEngine
 
-    retriever = load_retriever(settings, embeddings, refresh=refresh, quiet=quiet)
-    offline = OfflineEngine(retriever)
+    embeddings = embeddings or load_embeddings(settings.embedder, settings.index_dir)
+    if refresh:
+        ensure_index(settings, embeddings, quiet=quiet)
+    # The retriever's topic vectors and the engine's claim vectors, as the last start-up saw them.
+    with remembered(embeddings, settings.index_dir / STARTUP_VECTORS):
+        retriever = load_retriever(settings, embeddings, refresh=False)
+        offline = OfflineEngine(retriever)
     if engine is None and settings.llm:
         from app.llm import LLMCondenser, LLMEngine, make_chat_model
 

@@ -7,9 +7,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import feedback, mattermost, slack
 from app.answer import Answer, AskRequest
@@ -19,16 +21,21 @@ from app.deps import current_advisor
 from app.errors import (
     AdvisorError,
     BadRequest,
+    Busy,
     ConfigError,
     CorpusError,
     IndexUnavailable,
     LLMUnavailable,
     ModelError,
     NotConfigured,
+    Overloaded,
     PayloadTooLarge,
+    RateLimited,
+    TimedOut,
     Unauthorized,
 )
 from app.feedback import FeedbackStore
+from app.limits import Gate, Limits, retry_after
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -37,6 +44,9 @@ STATUS: dict[type[AdvisorError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
     PayloadTooLarge: 413,
+    RateLimited: 429,
+    Overloaded: 503,
+    TimedOut: 504,
     NotConfigured: 503,
     IndexUnavailable: 503,
     CorpusError: 503,
@@ -59,6 +69,12 @@ def status_for(exc: AdvisorError) -> int:
     return 500
 
 
+def error_response(exc: AdvisorError) -> JSONResponse:
+    """The JSON error for `exc`, with Retry-After when the refusal is about load."""
+    headers = {"Retry-After": retry_after(exc.retry_after_s)} if isinstance(exc, Busy) else None
+    return JSONResponse(error_body(exc.code, str(exc)), status_for(exc), headers=headers)
+
+
 class BodyLimit:
     """Refuses bodies over the limit with 413, before they are read whole."""
 
@@ -74,20 +90,30 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(send)
             return
-        seen = 0
+        seen, over, started = 0, False, False
 
         async def limited() -> Any:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    over = True
                     raise PayloadTooLarge(f"Request body over {self.limit // 1024} KiB.")
             return message
 
+        async def guarded(message: Any) -> None:
+            nonlocal started
+            if over and not started:
+                return  # FastAPI answers a body it failed to read with a 400: send 413 instead
+            started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, guarded)
         except PayloadTooLarge:
+            pass
+        if over and not started:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
@@ -124,6 +150,7 @@ def create_app(
     app.state.settings = settings
     app.state.advisor = advisor
     app.state.feedback = FeedbackStore(settings.data_dir / "feedback.sqlite3")
+    app.state.gate = Gate(settings.max_concurrent, settings.max_queue)  # answering slots
     _install_error_handlers(app)
 
     @app.post("/api/ask", response_model=Answer, tags=["answers"])
@@ -155,14 +182,27 @@ def create_app(
         from app.ui import build_ui
 
         app = gr.mount_gradio_app(app, build_ui(app), path="/")
+    # Added innermost first: CORS sees every response (refusals too), then the client's
+    # real address is set, then the load limits, then the body limit.
     app.add_middleware(BodyLimit)
+    app.add_middleware(Limits, settings=settings, refuse=error_response, gate=app.state.gate)
+    if settings.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+        )
     return app
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AdvisorError)
     async def _advisor_error(_: Request, exc: AdvisorError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, str(exc)), status_code=status_for(exc))
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -173,8 +213,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = str(exc.detail)
+        if detail == "There was an error parsing the body":  # FastAPI's words: say how to fix
+            detail = "The body cannot be parsed: send valid UTF-8 JSON, not nested hundreds deep."
         return JSONResponse(
-            error_body(f"http_{exc.status_code}", str(exc.detail)),
+            error_body(f"http_{exc.status_code}", detail),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

@@ -23,7 +23,15 @@ from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, Sec
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from app.answer import MAX_HISTORY_TURNS, Answer, AskRequest, Turn, clean_question
+from app.answer import (
+    MAX_HISTORY_TURNS,
+    MAX_TURN_CHARS,
+    Answer,
+    AskRequest,
+    Turn,
+    clean_question,
+    printable,
+)
 from app.chain import Advisor
 from app.config import Settings
 from app.deps import current_advisor
@@ -32,8 +40,7 @@ from app.errors import AdvisorError, BadRequest, NotConfigured, Unauthorized
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["chat tools"])
 
-# Read on each request, so tests can pin it to check Slack's published test vector.
-clock = Clock()
+REAL_CLOCK = Clock()
 
 MAX_SKEW_S = 300  # Slack's rule: refuse timestamps more than 5 minutes from our clock
 EVENT_TTL_S = 3600  # Slack retries a delivery 3 times within about 5 minutes
@@ -84,9 +91,16 @@ class Seen:
             return True
 
 
+def app_clock(app: Any) -> Clock:
+    """Signatures' clock: `app.state.slack_clock` (tests pin time with it), else the real one."""
+    clock = getattr(app.state, "slack_clock", None)
+    return clock if isinstance(clock, Clock) else REAL_CLOCK
+
+
 async def verified_body(request: Request) -> bytes:
     """The raw body, once exactly one fresh, valid, never-seen Slack signature vouches for it."""
     settings: Settings = request.app.state.settings
+    app, clock = request.app, app_clock(request.app)
     secret = settings.slack_signing_secret
     if secret is None or not secret.get_secret_value().strip():
         raise NotConfigured("Slack is not configured: set ADVISOR_SLACK_SIGNING_SECRET.")
@@ -95,6 +109,8 @@ async def verified_body(request: Request) -> bytes:
     if len(signatures) != 1 or len(stamps) != 1:
         raise Unauthorized("Send exactly one X-Slack-Signature and one X-Slack-Request-Timestamp.")
     signature, stamp = signatures[0], stamps[0]
+    if not signature.isascii():  # hmac.compare_digest raises on non-ASCII text
+        raise Unauthorized("The Slack signature does not match: check the signing secret.")
     if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
         raise Unauthorized("X-Slack-Request-Timestamp must be Unix seconds.")
     if abs(clock.now() - int(stamp)) > MAX_SKEW_S:
@@ -107,8 +123,9 @@ async def verified_body(request: Request) -> bytes:
     if not valid:
         raise Unauthorized("The Slack signature does not match: check the signing secret.")
     # A signature stays valid while its timestamp does (at most 10 minutes from now); the
-    # lambda reads `clock` late, so a pinned test clock expires entries too.
-    if not Seen.on(request, "slack_signatures", 2 * MAX_SKEW_S, lambda: clock.now()).add(signature):
+    # lambda reads the app's clock late, so a pinned test clock expires entries too.
+    seen = Seen.on(request, "slack_signatures", 2 * MAX_SKEW_S, lambda: app_clock(app).now())
+    if not seen.add(signature):
         raise Unauthorized("This Slack request was already received (a replay).")
     return body
 
@@ -242,7 +259,7 @@ async def slack_events(request: Request, background: BackgroundTasks) -> dict[st
     """Events API: the URL check, and app mentions answered once in their thread."""
     try:
         payload = json.loads(await verified_body(request))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadRequest("The Slack event is not JSON.") from None
     if not isinstance(payload, dict):
         raise BadRequest("The Slack event is not a JSON object.")
@@ -271,14 +288,15 @@ def _answer_mention(settings: Settings, advisor: Advisor, event: dict[str, Any])
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
     base_url = settings.slack_api_url.rstrip("/") + "/"  # WebClient joins "base" + "method"
     client = WebClient(token=token, base_url=base_url, timeout=10)
-    channel, ts, thread_ts = str(event.get("channel")), str(event.get("ts")), event.get("thread_ts")
+    channel, ts = str(event.get("channel")), str(event.get("ts"))
+    thread_ts = str(event["thread_ts"]) if event.get("thread_ts") else None
     question = slack_to_plain(str(event.get("text", "")))
     blocks: list[dict[str, Any]] | None = None
     try:
         if question.lower() in ("", "help"):
             text = usage()
         else:
-            history = _thread_history(client, channel, str(thread_ts), ts) if thread_ts else []
+            history = _thread_history(client, channel, thread_ts, ts) if thread_ts else []
             text, blocks = answer_blocks(advisor.ask(build_request(question, settings, history)))
     except AdvisorError as exc:
         text = escape(sorry(exc))
@@ -300,7 +318,7 @@ def _thread_history(client: WebClient, channel: str, thread_ts: str, ts: str) ->
     for message in reply.get("messages") or []:
         if not isinstance(message, dict) or not _earlier(message.get("ts"), ts):
             continue  # the mention itself, and anything said after it
-        content = slack_to_plain(str(message.get("text", "")))[:20_000]
+        content = printable(slack_to_plain(str(message.get("text", ""))))[:MAX_TURN_CHARS]
         if content:
             bot = message.get("bot_id") or message.get("subtype") == "bot_message"
             turns.append(Turn(role="assistant" if bot else "user", content=content))

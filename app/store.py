@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,12 @@ from app.errors import IndexUnavailable
 
 MANIFEST_ID = "manifest"
 _FORMAT = 1
+CONNECT_TIMEOUT_S = 2.0  # a stopped or unroutable Chroma server fails fast
+READ_TIMEOUT_S = 30.0  # chromadb's own client waits forever
+
+_lock = threading.Lock()
+_http_clients: dict[tuple[str, int], Any] = {}  # chromadb makes a new system per HttpClient
+_opened: dict[str, tuple[int, int] | None] = {}  # path -> identity of the sqlite file opened
 
 
 def chroma_path(settings: Settings) -> Path:
@@ -32,27 +40,104 @@ def open_client(settings: Settings, create: bool = False) -> Any:
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if settings.chroma_host:
-        try:
-            return chromadb.HttpClient(
-                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
-            )
-        except Exception as exc:  # chromadb wraps connection errors in several types
-            raise IndexUnavailable(
-                f"Cannot reach the {describe(settings)} ({first_line(exc)}): start it with "
-                f"`chroma run --path DIR --port {settings.chroma_port}` "
-                "or unset ADVISOR_CHROMA_HOST."
-            ) from None
+        return _http_client(settings, chroma_settings)
     path = chroma_path(settings)
     if not create and not (path / "chroma.sqlite3").is_file():
         raise IndexUnavailable(f"No index at {path}: run `advisor index` to build it.")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        with _lock:
+            if str(path) in _opened and _opened[str(path)] != _identity(path):
+                _forget_cached_system(path)  # deleted or replaced since: drop the dead handle
+            client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+            _opened[str(path)] = _identity(path)
+        return client
     except Exception as exc:
         raise IndexUnavailable(
             f"The {describe(settings)} is corrupt or unreadable ({first_line(exc)}): "
             "run `advisor index --rebuild`."
         ) from None
+
+
+def _http_client(settings: Settings, chroma_settings: Any) -> Any:
+    """One client per server for the process: a cheap TCP check first, then a cached client."""
+    import chromadb
+    import httpx
+
+    host, port = str(settings.chroma_host), settings.chroma_port
+    try:  # chromadb's own connect has no timeout: fail fast and clearly here instead
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise IndexUnavailable(unreachable(settings, first_line(exc))) from None
+    with _lock:
+        client = _http_clients.get((host, port))
+        if client is not None:
+            return client
+        try:
+            client = chromadb.HttpClient(host=host, port=port, settings=chroma_settings)
+        except Exception as exc:  # chromadb wraps connection errors in several types
+            raise IndexUnavailable(unreachable(settings, first_line(exc))) from None
+        session = getattr(getattr(client, "_server", None), "_session", None)
+        if isinstance(session, httpx.Client):
+            session.timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        _http_clients[(host, port)] = client
+        return client
+
+
+def unreachable(settings: Settings, reason: str) -> str:
+    """The message for a Chroma server that does not answer."""
+    return (
+        f"{describe(settings)} is unreachable ({reason}): is it running? Start it with "
+        f"`chroma run --path DIR --port {settings.chroma_port}` or unset ADVISOR_CHROMA_HOST."
+    )
+
+
+def explain(settings: Settings, exc: Exception, doing: str) -> IndexUnavailable:
+    """`IndexUnavailable` for any Chroma failure while `doing` something, with its fix."""
+    import httpx
+
+    reason = first_line(exc)
+    if settings.chroma_host and (
+        isinstance(exc, httpx.TransportError | OSError) or "could not connect" in reason.lower()
+    ):
+        return IndexUnavailable(unreachable(settings, reason))
+    if _is_not_found(exc):
+        return IndexUnavailable(
+            f"A collection was replaced or deleted on the {describe(settings)} while {doing} "
+            f"({reason}): try again, and run `advisor index` if it persists."
+        )
+    fix = "check its log" if settings.chroma_host else "it may be corrupt"
+    return IndexUnavailable(
+        f"{doing[:1].upper()}{doing[1:]} failed on the {describe(settings)} ({reason}): {fix}; "
+        "run `advisor index --rebuild`."
+    )
+
+
+def fingerprint(settings: Settings) -> tuple[int, int, int, int] | None:
+    """(device, inode, mtime, size) of the embedded database; None when missing or a server."""
+    # Reads never change it, every write does, and a rebuilt or restored index has a new inode.
+    return None if settings.chroma_host else _stat(chroma_path(settings))
+
+
+def _stat(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        stat = (path / "chroma.sqlite3").stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    stat = _stat(path)
+    return None if stat is None else stat[:2]
+
+
+def release(settings: Settings) -> None:
+    """Let go of an embedded database that was deleted or replaced under this process."""
+    path = chroma_path(settings)
+    with _lock:
+        if not settings.chroma_host and _identity(path) is None:  # not rebuilt meanwhile
+            _forget_cached_system(path)
 
 
 def quarantine(settings: Settings) -> Path | None:
@@ -61,7 +146,8 @@ def quarantine(settings: Settings) -> Path | None:
     if settings.chroma_host or not path.exists():
         return None
     target = path.with_name(f"chroma.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-    _forget_cached_system(path)
+    with _lock:
+        _forget_cached_system(path)
     shutil.move(str(path), str(target))
     return target
 
@@ -74,6 +160,7 @@ def _forget_cached_system(path: Path) -> None:
     """
     from chromadb.api.shared_system_client import SharedSystemClient
 
+    _opened.pop(str(path), None)
     system = SharedSystemClient._identifier_to_system.pop(str(path), None)
     SharedSystemClient._identifier_to_refcount.pop(str(path), None)
     if system is not None:
@@ -96,10 +183,7 @@ def read_manifest(client: Any, settings: Settings) -> dict[str, Any] | None:
     except Exception as exc:
         if _is_not_found(exc):
             return None
-        raise IndexUnavailable(
-            f"Cannot read the manifest from the {describe(settings)} ({first_line(exc)}): "
-            "run `advisor index --rebuild`."
-        ) from None
+        raise explain(settings, exc, "reading the manifest") from None
     docs = got.get("documents") or []
     if not docs or not docs[0]:
         return None

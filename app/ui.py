@@ -13,8 +13,17 @@ from typing import Any
 import gradio as gr
 from fastapi import FastAPI
 
-from app.answer import MAX_HISTORY_TURNS, Answer, AskRequest, Turn, clean_question
-from app.errors import AdvisorError, IndexUnavailable
+from app.answer import (
+    MAX_HISTORY_TURNS,
+    MAX_TURN_CHARS,
+    Answer,
+    AskRequest,
+    Turn,
+    clean_question,
+    printable,
+)
+from app.deps import live_advisor
+from app.errors import AdvisorError
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +138,10 @@ def chat(app: FastAPI, question: str, session: Session) -> Iterator[tuple[str, A
     session.messages = messages
     yield "", messages, session
     try:
-        advisor = app.state.advisor
-        if advisor is None:
-            raise IndexUnavailable("The knowledge base is still loading; try again in a moment.")
+        advisor = live_advisor(app)  # reloaded if the index was rebuilt or broke
         history = session.turns[-MAX_HISTORY_TURNS:]
-        answer: Answer = advisor.ask(AskRequest(question=clean_question(question), history=history))
+        asked = clean_question(question)
+        answer: Answer = advisor.ask(AskRequest(question=asked, history=history))
     except AdvisorError as exc:
         messages[at] = {"role": "assistant", "content": render_error(str(exc))}
         yield "", messages, session
@@ -152,8 +160,9 @@ def chat(app: FastAPI, question: str, session: Session) -> Iterator[tuple[str, A
         time.sleep(STREAM_DELAY_S)
     messages[at] = {"role": "assistant", "content": render_answer(answer)}
     session.turns += [
-        Turn(role="user", content=question.strip()),
-        Turn(role="assistant", content=answer.answer),
+        Turn(role="user", content=asked),
+        # An LLM's answer may hold anything; a turn must stay valid for the next question.
+        Turn(role="assistant", content=printable(answer.answer)[:MAX_TURN_CHARS]),
     ]
     session.answers[at] = answer
     for old in sorted(session.answers)[:-MAX_KEPT_ANSWERS]:
@@ -191,7 +200,7 @@ def knowledge_base_markdown(advisor: Any) -> str:
     for chunk in (c for c in chunks if c.kind == "table"):
         name = chunk.metadata.get("table") or chunk.section
         out.append(f"### {html.escape(str(name))}\n\n_From {html.escape(chunk.source)}_")
-        out.append(chunk.text)
+        out.append(html.escape(chunk.text, quote=False))  # still a Markdown table, minus HTML
     kinds: dict[str, Counter[str]] = defaultdict(Counter)
     titles: dict[str, str] = {}
     for chunk in chunks:

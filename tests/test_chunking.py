@@ -233,3 +233,42 @@ def test_every_prose_paragraph_is_in_some_chunk(chunks: list[Chunk]) -> None:
         for line in paragraph.splitlines():
             plain = " ".join(line.replace("**", "").split())
             assert plain in haystack, plain
+
+
+def test_odd_line_breaks_do_not_shift_tables(tmp_path: Path) -> None:
+    # str.splitlines() also breaks at \f and \u2028; Markdown's line numbers do not.
+    table = "| Factor | Node.js |\n| --- | --- |\n| ORM | Prisma |\n| Queues | BullMQ |"
+    (tmp_path / "odd.md").write_text(
+        f"## Notes\n\nPage\fbreak and line\u2028separator.\n\n{table}\n"
+    )
+    chunks = chunk_corpus(load_corpus(tmp_path))
+    (whole,) = [c for c in chunks if c.kind == "table"]
+    assert whole.text == table
+    assert [c.cells for c in chunks if c.kind == "row"] == [
+        {"Factor": "ORM", "Node.js": "Prisma"},
+        {"Factor": "Queues", "Node.js": "BullMQ"},
+    ]
+
+
+def test_rows_whose_keys_clash_still_get_their_own_ids(tmp_path: Path) -> None:
+    (tmp_path / "clash.md").write_text(
+        "## Languages\n\n| Name | Typed |\n| --- | --- |\n"
+        "| C++ | yes |\n| C# | yes |\n| C++ | yes |\n\n"
+        "| Name | Fast |\n| --- | --- |\n| C | yes |\n"
+    )
+    rows = [c for c in chunk_corpus(load_corpus(tmp_path)) if c.kind == "row"]
+    assert [c.metadata["row_key"] for c in rows] == ["c", "c", "c", "c"]
+    assert [c.location for c in rows] == [
+        "Languages#row:c",
+        "Languages#row:c~2",
+        "Languages#row:c~3",
+        "Languages#row:c~4",
+    ]
+    assert len({c.id for c in rows}) == 4
+
+
+@pytest.mark.parametrize("header", ["| Name | Name |", "| Name |  |"], ids=["repeated", "empty"])
+def test_every_table_column_needs_a_name(tmp_path: Path, header: str) -> None:
+    (tmp_path / "headers.md").write_text(f"# Doc\n\n{header}\n| --- | --- |\n| a | b |\n")
+    with pytest.raises(CorpusError, match=r"headers\.md, line 3: every table header cell"):
+        chunk_corpus(load_corpus(tmp_path))

@@ -2,6 +2,7 @@
 
 import datetime
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,41 @@ def test_loading_and_chunking_never_modify_the_corpus() -> None:
     chunk_corpus(load_corpus(CORPUS))
     chunk_corpus(load_corpus(CORPUS))
     assert snapshot(CORPUS) == before  # same files, same bytes, same mtimes, nothing added
+
+
+def test_empty_front_matter_is_allowed(tmp_path: Path) -> None:
+    (tmp_path / "empty.md").write_text("---\n---\n# Heading\n\nBody.\n")
+    (doc,) = load_corpus(tmp_path)
+    assert doc.metadata == {} and doc.title == "Heading"
+    assert doc.body == "# Heading\n\nBody.\n" and doc.line_offset == 2
+
+
+def test_front_matter_closes_only_on_a_line_of_its_own(tmp_path: Path) -> None:
+    (tmp_path / "dashes.md").write_text("---\ntitle: Dashes\n---   \n---- not a closer\n")
+    (doc,) = load_corpus(tmp_path)
+    assert doc.title == "Dashes" and doc.body == "---- not a closer\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("---\na: &x [1, 2]\ntitle: *x\n---\n# Body\n", "YAML alias"),
+        # libyaml refuses the depth; pure-Python PyYAML would recurse too deep.
+        ("---\ntitle: " + "[" * 5000 + "]" * 5000 + "\n---\n# Body\n", "not valid|too deeply"),
+        ("---\ntitle: [a, b]\n---\n# Body\n", "title must be text"),
+        ("---\ntitle: {a: 1}\n---\n# Body\n", "title must be text"),
+    ],
+    ids=["alias", "deep-nesting", "title-list", "title-mapping"],
+)
+def test_hostile_front_matter(tmp_path: Path, content: str, words: str) -> None:
+    (tmp_path / "hostile.md").write_text(content)
+    message = corpus_error(tmp_path)
+    assert "hostile.md" in message and any(w in message for w in words.split("|"))
+
+
+@pytest.mark.parametrize("name", [b"caf\xe9.md", b"new\nline.md", b"tab\tname.txt"])
+def test_file_names_that_cannot_be_shown_are_refused(tmp_path: Path, name: bytes) -> None:
+    with open(os.path.join(os.fsencode(tmp_path), name), "wb") as f:
+        f.write(b"# Fine\n\nFine text.\n")
+    message = corpus_error(tmp_path)
+    assert "rename it" in message and "\\" in message  # the odd byte or character, escaped

@@ -1,6 +1,7 @@
 """The embedding model: checksum, normalised vectors, and ONNX ≡ sentence-transformers."""
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from app.embeddings import (
     SentenceTransformerEmbeddings,
     load_embeddings,
     model_dir,
+    remembered,
     verify_model,
 )
 from app.errors import ModelError
@@ -173,3 +175,61 @@ def test_query_cache_returns_identical_vectors(embeddings: Embeddings) -> None:
     assert embeddings.cache.get(text) == first  # type: ignore[attr-defined]
     fresh = embeddings.embed_documents([text])[0]
     assert float(np.dot(first, fresh)) > 0.9999
+
+
+def test_concurrent_and_batched_questions_rank_chunks_like_the_reference(
+    embeddings: Embeddings,
+    reference: SentenceTransformerEmbeddings,
+    fast_vectors: np.ndarray,
+    ref_vectors: np.ndarray,
+) -> None:
+    assert isinstance(embeddings, OnnxEmbeddings)
+    embeddings.cache.clear()
+    with ThreadPoolExecutor(max_workers=len(QUERIES)) as pool:  # as server threads call it
+        threaded = list(pool.map(embeddings.embed_query, QUERIES))
+    batched = embeddings.embed_documents(QUERIES)  # padded passes, as `advisor index` runs
+    for query, one, padded in zip(QUERIES, threaded, batched, strict=True):
+        ref = ref_vectors @ np.asarray(reference.embed_query(query))
+        for vector in (np.asarray(one), np.asarray(padded)):
+            assert float(np.dot(vector, reference.embed_query(query))) > 0.9999, query
+            assert list(np.argsort(-(fast_vectors @ vector))) == list(np.argsort(-ref)), query
+
+
+def test_startup_vectors_are_remembered_exactly(
+    embeddings: Embeddings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(embeddings, OnnxEmbeddings)
+    memo = tmp_path / "startup-vectors.npz"
+    texts = ["real-time apps chat gaming", "ML model serving", "real-time apps chat gaming"]
+    with remembered(embeddings, memo):
+        first = embeddings.embed_documents(texts)
+    assert memo.is_file()
+    assert first == embeddings.embed_documents(texts)  # what the model gives outside a memo
+
+    def no_model(batch: list[str]) -> np.ndarray:
+        raise AssertionError(f"embedded again: {batch}")
+
+    monkeypatch.setattr(embeddings, "_encode", no_model)
+    with remembered(embeddings, memo):
+        again = embeddings.embed_documents(texts[:2])
+    assert again == first[:2]  # bit for bit, without running the model
+    assert embeddings.memo is None
+
+
+def test_startup_memo_keeps_only_what_was_used_and_ignores_bad_files(
+    embeddings: Embeddings, tmp_path: Path
+) -> None:
+    assert isinstance(embeddings, OnnxEmbeddings)
+    memo = tmp_path / "startup-vectors.npz"
+    with remembered(embeddings, memo):
+        embeddings.embed_documents(["GraphQL API", "job queues"])
+    with remembered(embeddings, memo):
+        embeddings.embed_documents(["job queues"])
+    with np.load(memo) as data:
+        assert [str(t) for t in data["texts"]] == ["job queues"]  # the stale entry is gone
+    memo.write_bytes(b"not a memo")
+    with remembered(embeddings, memo):
+        (vector,) = embeddings.embed_documents(["job queues"])
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+    with np.load(memo) as data:  # rewritten whole
+        assert data["vectors"].shape == (1, DIMENSIONS)

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT / "evals" / "dataset.yaml"
 THRESHOLDS = evaluation.load_thresholds(ROOT / "evals" / "thresholds.toml")
 MATRIX_ROWS = set(MATRIX_ROW_KEYS)
+EXTRA = sorted((ROOT / "evals" / "extra").glob("*.yaml"))
 
 
 # --- the dataset ---------------------------------------------------------------------------
@@ -355,7 +356,7 @@ def test_report_files_are_written_and_readable(
     assert "<!--" not in md  # an injection question's HTML comment must show, not vanish
     for name, definition in report["definitions"].items():
         assert f"| {name} |" in md and definition in md
-    assert "| oos-02 | out_of_scope |" in md and "| decline | Node.js |" in md
+    assert "| t2-oos-01 | out_of_scope |" in md and "| decline | Node.js |" in md
     assert (tmp_path / "latest" / "report.md").read_text() == md
 
 
@@ -395,3 +396,31 @@ def test_eval_command_refuses_what_it_cannot_do(capsys: pytest.CaptureFixture[st
     assert evaluation.cli_eval(args(engine="llm"), settings) == 2
     assert "ADVISOR_LLM" in capsys.readouterr().err
     assert evaluation.cli_eval(args(split="dev", update_baseline=True), settings) == 2
+
+
+def test_extra_dev_sets_load_and_stay_out_of_the_gate() -> None:
+    assert len(EXTRA) >= 3
+    seen = {i.id for i in load_dataset(DATASET)}
+    for path in EXTRA:
+        items = load_dataset(path)
+        assert items and all(i.split == "dev" for i in items), path
+        ids = {i.id for i in items}
+        assert len(ids) == len(items) and not ids & seen, path
+        seen |= ids
+
+
+def test_eval_command_runs_another_dataset_without_the_baseline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: tuple[Advisor, dict[str, Any]]
+) -> None:
+    chain, _ = broken
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr("app.runtime.build_advisor", lambda *a, **kw: chain)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    extra = str(EXTRA[0])
+    assert evaluation.cli_eval(args(out=str(tmp_path), split="dev", dataset=extra), settings) == 0
+    report = json.loads((tmp_path / "latest" / "report.json").read_text())
+    assert report["run"]["n_items"] == len(load_dataset(extra))
+    assert report["gate"]["baseline"] is None
+    # The extra sets hold no test items, and never replace the gated baseline.
+    assert evaluation.cli_eval(args(dataset=extra), settings) == 2
+    assert evaluation.cli_eval(args(dataset=extra, update_baseline=True), settings) == 2

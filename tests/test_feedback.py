@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app import feedback
+from app.config import Settings
 from app.errors import AdvisorError, BadRequest
 from app.feedback import FeedbackStore
 
@@ -143,6 +144,7 @@ def test_acknowledged_votes_survive_kill_9(tmp_path: Path) -> None:
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
     app = FastAPI()
+    app.state.settings = Settings(_env_file=None)  # type: ignore[call-arg]  # loopback, no token
     app.state.feedback = FeedbackStore(tmp_path / "f.sqlite3")
     app.include_router(feedback.router)
     return TestClient(app)

@@ -180,8 +180,32 @@ def test_failed_build_leaves_the_previous_index_serving(
     assert report.unchanged == len(before.chunks) and report.embedded == report.added
     new_live = live_collection(fresh_settings)
     assert new_live != live
-    assert store.data_collections(store.open_client(fresh_settings), fresh_settings) == [new_live]
+    # The half-built leftover is gone; the previous index stays one generation for replicas
+    # that have not seen the switch yet, and goes with the next one.
+    kept = store.data_collections(store.open_client(fresh_settings), fresh_settings)
+    assert sorted(kept) == sorted([live, new_live])
     assert index.load(fresh_settings, emb).kb_version == report.kb_version != before.kb_version
+
+
+def test_previous_index_answers_until_the_next_switch(
+    fresh_settings: Settings, emb: Remembering
+) -> None:
+    index.sync(fresh_settings, emb)
+    first = index.load(fresh_settings, emb)  # a replica that has not looked again since
+    query = emb.embed_query("Node.js for a real-time chat app")
+    extra = fresh_settings.corpus_dir / "extra.md"
+    extra.write_text("# Extra\n\n## Deno\n\nDeno runs TypeScript directly.\n")
+    index.sync(fresh_settings, emb)
+    assert first.dense_search(query, 3)  # kept one generation: still answers
+    assert first.failure is None
+
+    extra.write_text("# Extra\n\n## Bun\n\nBun bundles a test runner.\n")
+    index.sync(fresh_settings, emb)
+    with pytest.raises(IndexUnavailable, match="replaced or deleted") as caught:
+        first.dense_search(query, 3)
+    assert "\n" not in str(caught.value)
+    assert first.failure == str(caught.value)  # what tells a server to reload
+    assert len(store.data_collections(store.open_client(fresh_settings), fresh_settings)) == 2
 
 
 def test_staleness_says_why(

@@ -18,6 +18,7 @@ from langchain_core.language_models.fake_chat_models import (
 )
 from langchain_core.messages import AIMessage, SystemMessage
 from pydantic import SecretStr
+from serving import chat_completion
 
 from app.answer import Turn
 from app.chain import Advisor, Draft
@@ -296,20 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fake_api.status != 200:
             payload: dict[str, Any] = {"error": {"message": "boom", "type": "server_error"}}
         else:
-            payload = {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", "test-model"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": fake_api.content},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
-            }
+            payload = chat_completion(fake_api.content, body.get("model", "test-model"))
         data = json.dumps(payload).encode()
         try:
             self.send_response(fake_api.status)

@@ -172,3 +172,41 @@ def test_user_text_is_escaped(tmp_path: Path) -> None:
 def test_escape_markdown_keeps_words_and_breaks_mentions() -> None:
     assert mattermost.escape_markdown("Node.js\n\nor   Python?") == "Node\\.js or Python\\?"
     assert mattermost.escape_markdown("ask @here") == "ask @\u200bhere"
+
+
+@pytest.mark.parametrize(
+    "body", ["[" * 20_000 + "]" * 20_000, "[1, 2]", '"text"', "{not json"], ids=len
+)
+def test_unreadable_json_with_the_header_token_is_400(tmp_path: Path, body: str) -> None:
+    advisor = fake_advisor()
+    headers = {"Content-Type": "application/json", "Authorization": f"Token {TOKEN}"}
+    reply = make_client(tmp_path, advisor).post(
+        "/mattermost/commands", content=body, headers=headers
+    )
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "bad_request"
+    assert advisor.calls == []
+
+
+@pytest.mark.parametrize("text", [None, 42, ["a", "b"], {"q": "x"}, True])
+def test_json_fields_of_any_type_are_read_as_text(tmp_path: Path, text: object) -> None:
+    advisor = fake_advisor()
+    payload = {"token": TOKEN, "command": ["/odd"], "text": text, "trigger_word": 7}
+    reply = make_client(tmp_path, advisor).post("/mattermost/commands", json=payload)
+    assert reply.status_code == 200
+    assert reply.json()["response_type"] in ("ephemeral", "in_channel") and reply.json()["text"]
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "x" * 2001, "\u202e\u2066"])
+def test_a_refused_question_is_explained_not_answered(tmp_path: Path, text: str) -> None:
+    advisor = fake_advisor()
+    data = post_form(make_client(tmp_path, advisor), form(text)).json()
+    assert data["response_type"] == "ephemeral"
+    assert data["text"].startswith("I can\\'t answer that\\: The question")
+    assert advisor.calls == []
+
+
+def test_direction_overrides_never_reach_the_channel(tmp_path: Path) -> None:
+    advisor = fake_advisor()
+    data = post_form(make_client(tmp_path, advisor), form("Node or \u202enohtyP\u202c?")).json()
+    assert [c.question for c in advisor.calls] == ["Node or nohtyP?"]
+    assert "\u202e" not in data["text"] and "\u202c" not in data["text"]

@@ -109,12 +109,32 @@ def test_greeting_is_not_rewritten_without_history(advisor: Advisor) -> None:
     assert answer.abstained
 
 
-def test_conditions_are_named_and_cited(advisor: Advisor) -> None:
+def test_team_condition_for_a_rest_api_is_named_and_cited(advisor: Advisor) -> None:
     answer = advisor.ask("Node or Python for a standard REST API with CRUD endpoints?")
     assert answer.verdict == "tie"
-    assert "team" in answer.answer
-    assert len(answer.citations) >= 2
+    team = next(s for s in re.split(r"(?<=\.)\s+", answer.answer) if "team" in s)
+    assert re.search(r"\[\d+\]", team), answer.answer
     assert_grounded(advisor, answer)
+
+
+def test_a_condition_the_question_brings_up_is_stated(advisor: Advisor) -> None:
+    answer = advisor.ask("Node or Python for a real-time chat app that also serves ML models?")
+    assert answer.verdict == "node"
+    assert "What could change this" in answer.answer
+    assert any("ML models" in c.quote for c in answer.citations)
+    assert_grounded(advisor, answer)
+
+
+def test_a_passing_or_negated_mention_brings_no_condition(advisor: Advisor) -> None:
+    for question in (
+        "Node or Python for a real-time chat app? No machine learning involved.",
+        "Node or Python for live multiplayer game servers with chat, lobbies and presence "
+        "for our AI-themed trivia game?",
+    ):
+        answer = advisor.ask(question)
+        assert answer.verdict == "node"
+        assert "could change" not in answer.answer, answer.answer
+        assert len(answer.citations) == 1
 
 
 def test_answers_are_short_and_carry_metadata(advisor: Advisor) -> None:

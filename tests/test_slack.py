@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from slack_sdk.signature import Clock
+from slack_sdk.signature import Clock, SignatureVerifier
 from support import FakeAdvisor
 
 from app import slack
@@ -178,21 +178,27 @@ def test_valid_signature_answers_inline(tmp_path: Path) -> None:
         pytest.param(lambda b: {**signed(b), "X-Slack-Signature": "v0=00"}, id="short-sig"),
     ],
 )
-def test_bad_signatures_are_refused_before_anything_else(tmp_path: Path, headers: Any) -> None:
+@pytest.mark.parametrize("path", ["/slack/commands", "/slack/events"])
+def test_bad_signatures_are_refused_before_anything_else(
+    tmp_path: Path, server: LocalServer, headers: Any, path: str
+) -> None:
     advisor = fake_advisor()
-    body = command()
-    reply = post_command(make_client(tmp_path, advisor), body, headers(body))
+    body = command() if path == "/slack/commands" else json.dumps(mention())
+    client = events_client(tmp_path, advisor, server)
+    reply = client.post(path, content=body, headers=headers(body))
     assert reply.status_code == 401
     assert reply.json()["error"]["code"] == "unauthorized"
-    assert advisor.calls == []
+    assert advisor.calls == [] and server.requests == []
 
 
+@pytest.mark.parametrize("same", [True, False], ids=["same-value", "other-value"])
 @pytest.mark.parametrize("name", ["X-Slack-Signature", "X-Slack-Request-Timestamp"])
-def test_a_header_given_twice_is_refused(tmp_path: Path, name: str) -> None:
+def test_a_header_given_twice_is_refused(tmp_path: Path, name: str, same: bool) -> None:
     advisor = fake_advisor()
     body = command()
     good = signed(body)
-    headers = [*good.items(), (name, good[name])]
+    other = signed(body, ts=time.time() - 1)[name]  # valid on its own, too
+    headers = [*good.items(), (name, good[name] if same else other)]
     reply = make_client(tmp_path, advisor).post("/slack/commands", content=body, headers=headers)
     assert reply.status_code == 401
     assert advisor.calls == []
@@ -210,10 +216,13 @@ def test_a_replayed_request_is_answered_once(tmp_path: Path) -> None:
     assert len(advisor.calls) == 1
 
 
+@pytest.mark.parametrize("secret", [None, "", "   "], ids=["unset", "empty", "blank"])
 @pytest.mark.parametrize("path", ["/slack/commands", "/slack/events"])
-def test_no_secret_is_503_and_nothing_processed(tmp_path: Path, path: str) -> None:
+def test_no_secret_is_503_and_nothing_processed(
+    tmp_path: Path, path: str, secret: str | None
+) -> None:
     advisor = fake_advisor()
-    client = make_client(tmp_path, advisor, slack_signing_secret=None)
+    client = make_client(tmp_path, advisor, slack_signing_secret=secret)
     body = command()
     reply = client.post(path, content=body, headers=signed(body))
     assert reply.status_code == 503
@@ -222,7 +231,14 @@ def test_no_secret_is_503_and_nothing_processed(tmp_path: Path, path: str) -> No
     assert advisor.calls == []
 
 
-def test_slack_public_test_vector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slack_public_test_vector(tmp_path: Path) -> None:
+    # The vector of slack_sdk's own SignatureVerifier tests, checked by slack_sdk itself first.
+    assert SignatureVerifier(VECTOR_SECRET, FixedClock(VECTOR_TS)).is_valid(
+        VECTOR_BODY, str(VECTOR_TS), VECTOR_SIGNATURE
+    )
+    assert not SignatureVerifier(VECTOR_SECRET).is_valid(
+        VECTOR_BODY, str(VECTOR_TS), VECTOR_SIGNATURE
+    )
     advisor = fake_advisor()
     client = make_client(tmp_path, advisor, slack_signing_secret=VECTOR_SECRET)
     headers = {
@@ -234,12 +250,57 @@ def test_slack_public_test_vector(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     stale = post_command(client, VECTOR_BODY, headers)  # the real clock: years too late
     assert stale.status_code == 401
+    assert "over 5 minutes old" in stale.json()["error"]["message"]
 
-    monkeypatch.setattr(slack, "clock", FixedClock(VECTOR_TS + 42))
+    client.app.state.slack_clock = FixedClock(VECTOR_TS)  # type: ignore[attr-defined]
     reply = post_command(client, VECTOR_BODY, headers)
     assert reply.status_code == 200
     assert reply.json()["response_type"] == "ephemeral"
     assert "/webhook-collect" in reply.json()["text"]  # empty text: the usage, for this command
+    assert advisor.calls == []
+
+    replay = post_command(client, VECTOR_BODY, headers)  # the same signature again
+    assert replay.status_code == 401 and "replay" in replay.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("skew", [-301, 301])
+def test_pinned_clock_refuses_the_vector_just_out_of_window(tmp_path: Path, skew: int) -> None:
+    client = make_client(tmp_path, fake_advisor(), slack_signing_secret=VECTOR_SECRET)
+    client.app.state.slack_clock = FixedClock(VECTOR_TS + skew)  # type: ignore[attr-defined]
+    headers = {"X-Slack-Request-Timestamp": str(VECTOR_TS), "X-Slack-Signature": VECTOR_SIGNATURE}
+    assert post_command(client, VECTOR_BODY, headers).status_code == 401
+
+
+def test_a_non_ascii_signature_is_401_not_a_crash(tmp_path: Path) -> None:
+    advisor = fake_advisor()
+    body = command()
+    headers: dict[str, Any] = signed(body)
+    headers["X-Slack-Signature"] = "v0=caf\xe9".encode("latin-1")  # hmac refuses non-ASCII text
+    reply = make_client(tmp_path, advisor).post("/slack/commands", content=body, headers=headers)
+    assert reply.status_code == 401 and advisor.calls == []
+
+
+def test_a_replayed_event_is_processed_once(tmp_path: Path, server: LocalServer) -> None:
+    advisor = fake_advisor()
+    client = events_client(tmp_path, advisor, server)
+    body = json.dumps(mention())
+    headers = signed(body) | {"Content-Type": "application/json"}
+    assert client.post("/slack/events", content=body, headers=headers).status_code == 200
+    replay = client.post("/slack/events", content=body, headers=headers)
+    assert replay.status_code == 401 and "replay" in replay.json()["error"]["message"]
+    assert len(advisor.calls) == 1 and len(server.calls("chat.postMessage")) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 20_000 + "]" * 20_000, "{not json", "[1, 2]", '"text"'],
+    ids=["nested", "invalid", "array", "string"],
+)
+def test_a_signed_event_that_is_not_a_json_object_is_400(tmp_path: Path, body: str) -> None:
+    advisor = fake_advisor()
+    headers = signed(body) | {"Content-Type": "application/json"}
+    reply = make_client(tmp_path, advisor).post("/slack/events", content=body, headers=headers)
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "bad_request"
     assert advisor.calls == []
 
 
@@ -457,6 +518,27 @@ def test_mention_in_a_thread_uses_the_thread_as_history(
     ]
     (posted,) = server.calls("chat.postMessage")
     assert posted["body"]["thread_ts"] == "1700000000.000100"
+
+
+def test_thread_messages_with_control_characters_are_cleaned(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    server.replies["conversations.replies"] = {
+        "ok": True,
+        "messages": [
+            {"user": "U1", "ts": "1700000000.000100", "text": "Node\x00 or \x1b[1mPython\x07?"},
+            {"user": "U2", "ts": "1700000001.000100", "text": "x" * 30_000},
+            {"user": "U3", "ts": "not a timestamp", "text": "skipped"},
+            "not a message",
+        ],
+    }
+    advisor = fake_advisor()
+    event = mention("<@UBOT> and for ETL?", thread_ts=1700000000.0001)  # a number, not text
+    assert post_event(events_client(tmp_path, advisor, server), event).status_code == 200
+    (asked,) = advisor.calls
+    assert [t.content for t in asked.history] == ["Node or [1mPython?", "x" * 20_000]
+    (posted,) = server.calls("chat.postMessage")
+    assert posted["body"]["thread_ts"] == "1700000000.0001"
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,20 +21,47 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMA = ROOT / ".venv" / "bin" / "chroma"
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
+class ChromaServer:
+    """A real `chroma run` on 127.0.0.1 with its own data dir; can be stopped and restarted."""
+
+    def __init__(self, data: Path, log: Path, port: int | None = None) -> None:
+        self.data, self.log, self.port = data, log, port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, deadline_s: float = 60) -> None:
+        """Start the server and wait (generously: the machine is shared) until it answers."""
+        env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+        command = [CHROMA, "run", "--path", self.data, "--host", "127.0.0.1", "--port", self.port]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [str(part) for part in command], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+        deadline = time.monotonic() + deadline_s
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"chroma run exited with {self.process.returncode}: {self.output()}")
+            try:
+                url = f"http://127.0.0.1:{self.port}/api/v2/heartbeat"
+                if httpx.get(url, timeout=1).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"chroma run did not answer within {deadline_s} s: {self.output()}")
+            time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        """Terminate the server (kill it if it does not go) and wait until it has exited."""
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=15)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:]
 
 
 def free_port() -> int:
@@ -45,41 +71,11 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[Server]:
+def chroma_server(tmp_path: Path) -> Iterator[ChromaServer]:
     """`chroma run` on a free port with its own data dir, stopped however the test ends."""
-    port = free_port()
-    log = tmp_path / "chroma.log"
-    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(CHROMA),
-                "run",
-                "--path",
-                str(tmp_path / "server-data"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = Server(process, port, log)
+    server = ChromaServer(tmp_path / "server-data", tmp_path / "chroma.log")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"chroma run exited with {process.returncode}: {log.read_text()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).is_success:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"chroma run did not answer within 30 s: {log.read_text()}")
-            time.sleep(0.2)
+        server.start()
         yield server
     finally:
         server.stop()
@@ -96,7 +92,7 @@ def assert_clear(error: pytest.ExceptionInfo[IndexUnavailable], port: int) -> No
 
 
 def test_index_and_search_through_a_chroma_server(
-    chroma_server: Server, tmp_path: Path, embeddings: Embeddings
+    chroma_server: ChromaServer, tmp_path: Path, embeddings: Embeddings
 ) -> None:
     port = chroma_server.port
     settings = server_settings(tmp_path / "app1", port)
@@ -115,8 +111,13 @@ def test_index_and_search_through_a_chroma_server(
     hits = retriever.retrieve(retriever.embed("live multiplayer leaderboard with instant updates"))
     assert hits[0].chunk.metadata.get("row_key") == "real-time-apps-chat-gaming"
 
-    # A second app instance (its own settings, corpus copy and client) sees the same index.
+    # A second app instance (its own settings and corpus copy) sees the same index, through the
+    # one client the process keeps per server (chromadb leaks a system per client it makes).
     other = server_settings(tmp_path / "app2", port)
+    client = store.open_client(other)
+    assert client is store.open_client(settings) is kb.client
+    timeout = client._server._session.timeout  # chromadb's default is no timeout at all
+    assert timeout.connect == store.CONNECT_TIMEOUT_S and timeout.read == store.READ_TIMEOUT_S
     second = index.load(other, embeddings)
     assert second.kb_version == kb.kb_version
     assert second.collection == kb.collection

@@ -239,3 +239,24 @@ def test_knowledge_base_tab_shows_tables_and_documents() -> None:
     assert "| node-vs-python-2026.md | Node.js vs Python" in text
     assert f"| {len(chunks)} |" in text
     assert "still loading" in knowledge_base_markdown(None)
+
+
+def test_knowledge_base_tab_escapes_html_in_tables() -> None:
+    advisor = FakeAdvisor()
+    table = Chunk("t", "x.md", "S", "table", "S#table0", "| A |\n| --- |\n| <img src=x> & b |")
+    advisor.kb = FakeKB([table])
+    text = knowledge_base_markdown(advisor)
+    assert "<img" not in text and "| &lt;img src=x&gt; &amp; b |" in text
+
+
+def test_chat_keeps_working_after_an_answer_no_turn_could_hold(tmp_path: Path) -> None:
+    # An LLM may answer with control characters or at any length; the next question must work.
+    wild = make_answer(answer="Node.js\x00 \x1b[1m" + "x" * 30_000, citations=[])
+    advisor = FakeAdvisor(wild)
+    app, session = make_app(tmp_path, advisor), Session()
+    run(app, "Node or \u202ePython\u202c for chat?", session)
+    frames = run(app, "And for ML?", session)
+    assert not frames[-1][-1]["content"].startswith("⚠️")
+    user, assistant = advisor.requests[1].history
+    assert user.content == "Node or Python for chat?"
+    assert assistant.content.startswith("Node.js [1m") and len(assistant.content) == 20_000
