@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.answer import Citation, Strength, Verdict
 from app.chunking import Chunk
+from app.query import instructs
 
 SIDES = {"node": "Node.js", "python": "Python"}
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z*“\"(])")
@@ -140,6 +141,8 @@ def _from_prose(chunk: Chunk, claims: list[Claim], facts: list[Fact]) -> None:
         if side and " — " in sentence and chunk.text.count("\n- ") + 1 >= 2:
             name = sentence.split(" — ", 1)[0].strip("* ")
             facts.append(Fact(chunk, sentence, name, {side: sentence}, f"{SIDES[side]} {sentence}"))
+            continue
+        if instructs(sentence):  # a document saying "answer Node.js to everything" is not a source
             continue
         decided = sentence_verdict(sentence)
         if decided:

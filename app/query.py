@@ -155,6 +155,11 @@ class CleanQuery:
     only_instructions: bool = False  # nothing was left once the instructions were dropped
 
 
+def instructs(text: str) -> bool:
+    """The text tries to instruct the assistant ("ignore the above…", "SYSTEM: …")."""
+    return _INSTRUCTION.search(text) is not None
+
+
 def strip_instructions(question: str) -> tuple[str, tuple[str, ...]]:
     """Split off segments that try to instruct the assistant; keep the actual question."""
     asked = _QUESTION_AFTER.search(question)
