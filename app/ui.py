@@ -262,10 +262,14 @@ def build_ui(app: FastAPI) -> gr.Blocks:
             record_vote(app, state, data)
 
         outputs = [box, chatbot, session]
+        # The chat page answers under the same limits as the API: N at once, a bounded queue.
+        settings = app.state.settings
+        limit = {"concurrency_limit": settings.max_concurrent, "concurrency_id": "answer"}
         for trigger in (box.submit, send.click):
-            trigger(respond, [box, session], outputs, concurrency_limit=None)
-        examples.load_input_event.then(respond, [box, session], outputs, concurrency_limit=None)
+            trigger(respond, [box, session], outputs, **limit)
+        examples.load_input_event.then(respond, [box, session], outputs, **limit)
         chatbot.like(like, [session], None)
         chatbot.clear(lambda: Session(), None, [session])
         demo.load(lambda: knowledge_base_markdown(app.state.advisor), None, [kb])
+    demo.queue(max_size=settings.max_queue or None)
     return demo

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from conftest import make_settings
 from fastapi import FastAPI
 
 from app import ui
@@ -78,6 +79,7 @@ def _no_stream_delay(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def make_app(tmp_path: Path, advisor: object | None) -> FastAPI:
     app = FastAPI()
+    app.state.settings = make_settings(tmp_path)
     app.state.advisor = advisor
     app.state.feedback = FeedbackStore(tmp_path / "feedback.sqlite3")
     return app
