@@ -2,6 +2,7 @@
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein
@@ -191,12 +192,17 @@ def concepts_of(text: str) -> dict[str, int]:
     """Topic concepts the text mentions, with how many times (the dominant topic counts most).
 
     A negated mention ("no machine learning", "without live updates") does not count."""
-    found: dict[str, int] = {}
+    return dict(_concepts(text))
+
+
+@lru_cache(maxsize=8192)  # the engine asks again for the same question and claim texts
+def _concepts(text: str) -> tuple[tuple[str, int], ...]:
+    found = []
     for name, rx in _CONCEPT_RES.items():
         n = sum(1 for m in rx.finditer(text) if not _negated(text, m.start()))
         if n:
-            found[name] = n
-    return found
+            found.append((name, n))
+    return tuple(found)
 
 
 def _negated(text: str, start: int) -> bool:
