@@ -18,24 +18,32 @@ _FRAMEWORK = re.compile(r"\bframeworks?\b", re.I)
 _ONE = re.compile(r"\b(?:fastest|best|lightest|most|which (?:one|framework))\b", re.I)
 
 
-def listed_items(facts: Sequence[Fact]) -> re.Pattern[str] | None:
-    """A pattern for every library or framework the article names ("BullMQ", "Django ORM")."""
-    items: set[str] = set()
+def item_sides(facts: Sequence[Fact]) -> dict[str, set[str]]:
+    """Every library or framework the article names ("BullMQ", "Django ORM"), lower-cased,
+    with the side(s) it is listed for."""
+    sides: dict[str, set[str]] = {}
     for fact in facts:
-        if fact.chunk.kind != "row":
-            items.add(fact.topic)
-            continue
-        for value in fact.by_side.values():
-            m = _PAREN.match(value)
-            parts = [m["inner"]] if m else [value]
-            if m and m["head"].strip() and m["head"].strip().islower():
-                parts.append(m["head"])  # "npm (3M+ packages)": npm is the item
-            for part in parts:
-                items |= {p.strip() for p in part.split(",") if p.strip()[:1].isalpha()}
-    if not items:
+        for side, value in fact.by_side.items():
+            for item in [fact.topic] if fact.chunk.kind != "row" else _entries(value):
+                sides.setdefault(item.lower(), set()).add(side)
+    return sides
+
+
+def listed_items(facts: Sequence[Fact]) -> re.Pattern[str] | None:
+    """A pattern matching any item of `item_sides`."""
+    names = sorted(item_sides(facts), key=len, reverse=True)
+    if not names:
         return None
-    names = sorted(items, key=len, reverse=True)
     return re.compile(r"(?<![\w.])(?:" + "|".join(map(re.escape, names)) + r")(?![\w])", re.I)
+
+
+def _entries(value: str) -> set[str]:
+    """A cell's items: "Limited (TensorFlow.js)" → TensorFlow.js; "npm (3M+ packages)" → npm."""
+    m = _PAREN.match(value)
+    parts = [m["inner"]] if m else [value]
+    if m and m["head"].strip() and m["head"].strip().islower():
+        parts.append(m["head"])  # "npm (3M+ packages)": npm is the item
+    return {p.strip() for part in parts for p in part.split(",") if p.strip()[:1].isalpha()}
 
 
 def best_fact(

@@ -54,7 +54,8 @@ _ERROR = re.compile(
 # Topics next to the article's that it never discusses.
 _UNCOVERED = re.compile(
     r"\b(?:salar\w*|earn\w*|paid more|job market|hiring|cost\w*|pric\w*|per month|hosting|"
-    r"heroku|render\.com|vercel|ide|vs ?code|pycharm|editor|secur\w*|desktop|gui|"
+    r"heroku|render\.com|vercel|cheap\w*|ide|vs ?code|pycharm|editor|secur\w*|"
+    r"desktop|gui|history|licen[cs]\w*|"
     r"command[- ]line|cli|firmware|embedded|microcontrollers?|thermostats?|ios|android|"
     r"mobile apps?|iphone|react native|user interface|"
     r"(?:ts|typescript) or (?:plain )?(?:js|javascript)|poetry|uv|versions?)\b",
@@ -63,6 +64,16 @@ _UNCOVERED = re.compile(
 _ABOUT_ME = re.compile(
     r"\b(?:who (?:built|made|created|trained) you|what (?:model|llm) (?:are you|do you "
     r"(?:run|use))|are you (?:an? )?(?:ai|bot|human|chatgpt|gpt))\b",
+    re.I,
+)
+_ADVICE = re.compile(r"\bshould (?:i|we)\b", re.I)
+_COMPARES = re.compile(r"\b(?:or|vs\.?|versus|than|compared (?:to|with))\b", re.I)
+# Details about an item or runtime that a comparison article never gives.
+_DETAILS = re.compile(
+    r"\b(?:step[- ]by[- ]step|migration (?:plan|guide|steps)|upgrading from|api changes|"
+    r"compatib\w+ with|how much (?:ram|memory|cpu|disk)|who (?:created|invented|wrote|founded)|"
+    r"what year|first released|release date|github stars|weekly downloads|"
+    r"requests?[- ]per[- ]second (?:benchmark )?numbers|benchmark numbers)\b",
     re.I,
 )
 _GLUE = set("whether either is it this that not a an the and to be one".split())
@@ -80,7 +91,7 @@ _ASKS_FOR_ITEMS = re.compile(
     rf"(?:name|list))"
     rf"|\b(?:equivalents?|counterparts?|alternatives?)\s+(?:of|to|for)\b"
     rf"|\b(?:is|are) there (?:an?y?) (?:[\w'.-]+\s+){{0,3}}?(?:{_NOUN}|equivalent|counterpart)"
-    rf"|\b{_NOUN}\s+(?:for|in|on)\s+(?:the\s+)?(?:node|python|py|js|each|both)\b",
+    rf"|\b(?:{_NOUN}|servers?)\s+(?:for|in|on)\s+(?:the\s+)?(?:node|python|py|js|each|both)\b",
     re.I,
 )
 _ITEM_PHRASES = re.compile(
@@ -90,7 +101,9 @@ _ITEM_PHRASES = re.compile(
     r"|\bwhat does (?:each|it|the article)\b|\beach (?:one|side|of them) (?:have|has|offer|"
     r"use)s?\b|\bhow does (?:the article|it|the comparison) rate\b"
     r"|\bwhat does (?:node|python)\w* (?:have|offer)\b"
-    r"|\bhow does (?:node|python)\w* (?:do|fare|compare|rate) (?:on|at|for|in)\b",
+    r"|\bhow does (?:node|python)\w* (?:do|fare|compare|rate) (?:on|at|for|in)\b"
+    r"|\bhow (?:is|are) [\w/' .-]{0,40}?\brated\b|\bwhat does the (?:table|comparison) "
+    r"(?:list|say|show|name)\b",
     re.I,
 )
 # Item words that ask for items even without "which": not "queue workers" or "a library's app".
@@ -131,9 +144,21 @@ def names_listed(text: str, listed: re.Pattern[str] | None) -> bool:
     return listed is not None and listed.search(text) is not None
 
 
-def out_of_scope(text: str, concepts: dict[str, int], listed: re.Pattern[str] | None) -> str | None:
+def out_of_scope(
+    text: str,
+    concepts: dict[str, int],
+    listed: re.Pattern[str] | None,
+    sides_of: dict[str, set[str]] | None = None,
+) -> str | None:
     """Why the article cannot answer this question, or None when it may."""
     ours = bool(_OUR_SIDES.search(text)) or names_listed(text, listed)
+    if listed is not None and sides_of and _COMPARES.search(text) and not _ADVICE.search(text):
+        # "Celery vs RQ: which loses fewer jobs?": the article lists both, ranks neither. (Asked
+        # as advice for a use case — "which should we use for our chat?" — the use case decides.)
+        named = {m.group(0).lower() for m in listed.finditer(text)}
+        common = set.intersection(*(sides_of.get(n, set()) for n in named)) if named else set()
+        if len(named) >= 2 and common and set(mentioned_sides(text)) <= common:
+            return "compares two items the article lists side by side without ranking them"
     if _FOREIGN_OPTION.search(text) or _GO_OPTION.search(text):
         return "compares technologies the article does not cover"
     if _FOREIGN_NAMED.search(text) and not ours:
@@ -147,6 +172,8 @@ def out_of_scope(text: str, concepts: dict[str, int], listed: re.Pattern[str] | 
         return "asks for instructions or a fix, not a choice"
     if _ABOUT_ME.search(text):
         return "asks about the assistant, not the knowledge base"
+    if _DETAILS.search(text):
+        return "asks for details the article does not give"
     if not concepts and _UNCOVERED.search(text):
         return "a topic the article does not discuss"
     return None

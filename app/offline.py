@@ -7,7 +7,7 @@ import numpy as np
 from app.answer import VERDICT_LABELS
 from app.chain import Draft
 from app.claims import Citations, Claim, extract
-from app.facts import answer_fact, best_fact, listed_items
+from app.facts import answer_fact, best_fact, item_sides, listed_items
 from app.intent import asks_items, out_of_scope
 from app.query import CONCEPTS, concepts_of
 from app.retrieval import RRF_K, Hit, HybridRetriever, Query
@@ -56,6 +56,7 @@ class OfflineEngine:
         self.concept_claims = dict(zip(names, concept_vecs @ self.claim_vecs.T, strict=True))
         self.concept_facts = dict(zip(names, concept_vecs @ self.fact_vecs.T, strict=True))
         self.listed = listed_items(self.facts)  # "Express", "BullMQ", "Django ORM"…
+        self.sides_of = item_sides(self.facts)
         self.claim_topics = [set(concepts_of(c.profile)) for c in self.claims]
         rows = " ".join(f"{c.topic}. {c.reason}" for c in self.claims if c.is_row)
         # Topics only the prose decides (I/O-bound work, benchmarks, monorepos…).
@@ -80,7 +81,7 @@ class OfflineEngine:
         agreed = bool(hits) and hits[0].score >= AGREEMENT_SCORE
         if not concepts and not agreed and (best_sim < self.threshold or weak):
             return self._abstain(hits, "not covered")
-        why = out_of_scope(query.text, concepts, self.listed)
+        why = out_of_scope(query.text, concepts, self.listed, self.sides_of)
         if why is not None:
             return self._abstain(hits, why)
         if self.facts and asks_items(query.text, concepts, self.listed):

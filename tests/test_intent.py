@@ -1,5 +1,7 @@
 """What a question asks for: decision, listed items, or out of scope (app/intent.py)."""
 
+import re
+
 import pytest
 
 from app.intent import asks_items, mentioned_sides, out_of_scope
@@ -76,3 +78,34 @@ def test_sides_are_named_in_a_fixed_order() -> None:
     assert mentioned_sides("python or node.js?") == ["node", "python"]
     assert mentioned_sides("what about django?") == ["python"]
     assert mentioned_sides("any thoughts?") == []
+
+
+SIDES_OF = {"celery": {"python"}, "rq": {"python"}, "express": {"node"}, "fastapi": {"python"}}
+LISTED = re.compile(r"(?<![\w.])(?:celery|rq|express|fastapi)(?![\w])", re.I)
+
+
+@pytest.mark.parametrize(
+    ("question", "refused"),
+    [
+        ("Celery vs RQ: which one loses fewer jobs when Redis restarts?", True),
+        ("Is Express or FastAPI better for a CRUD API?", False),
+        ("Celery or RQ, which should we use for our data-heavy background jobs?", False),
+        ("Celery vs RQ, or should we go with Node for these jobs?", False),
+    ],
+)
+def test_two_items_of_one_side_are_not_ranked(question: str, refused: bool) -> None:
+    why = out_of_scope(question, {"jobs": 1}, LISTED, SIDES_OF)
+    assert (why is not None) == refused, why
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Give me a step-by-step plan to migrate our Flask app to FastAPI",
+        "Is Socket.io compatible with HTTP/3?",
+        "How much RAM does a Pandas DataFrame with 10 million rows use?",
+        "Who created Node.js, and in what year?",
+    ],
+)
+def test_details_the_article_never_gives_are_declined(question: str) -> None:
+    assert out_of_scope(question, {"realtime": 1}, None) is not None
