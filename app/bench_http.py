@@ -42,13 +42,14 @@ def free_port() -> int:
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
-    """This environment without ADVISOR_ variables, offline, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")}
+    """This environment without ADVISOR_/SLACK_ variables, offline, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADVISOR_", "SLACK_"))}
     env.update(
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         GRADIO_ANALYTICS_ENABLED="False",
         ANONYMIZED_TELEMETRY="False",
+        PYTHONUNBUFFERED="1",
     )
     return env | extra
 

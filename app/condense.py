@@ -3,6 +3,7 @@
 import re
 
 from app.answer import Turn
+from app.intent import asks_items
 from app.query import concepts_of
 
 _LEADING = re.compile(
@@ -19,15 +20,10 @@ _FUNCTION_WORDS = set(
     about for with would should could can say said there they them instead more tell explain
     better faster best pick choose use does did same case answer come so mean meant exactly
     again please side sides node node.js nodejs python javascript typescript js stack
-    language languages other way instead
+    language languages other way
     """.split()
 )
 _THAT_SIDE = re.compile(r"\b(?:that|the same) (?:side|language|one|stack)\b", re.I)
-_ASKS_ITEMS = re.compile(
-    r"^\s*(?:(?:ok(?:ay)?|and|so|also|then)[,\s]+)*(?:which|what|any|list|name)\b.*\b(?:librar\w*|frameworks?|packages?|orms?|tools?|"
-    r"queues?|package managers?)\b",
-    re.I,
-)
 _ANAPHOR = re.compile(r"\s*\b(?:for|with|in)\s+(?:that|it|this|those|them)\b|\s+there\b", re.I)
 _SIDE = re.compile(r"\b(Node\.js|Python)\b")
 _TOPIC = re.compile(r"\bfor\s+(.+?)\s*(?:[?.!]|$)", re.I)
@@ -48,10 +44,10 @@ class RuleCondenser:
         topic = _TRAILING.sub("", _LEADING.sub("", question, count=1))
         if concepts_of(question):
             led = _LEADING.match(question) is not None
-            if led and not _ASKS_ITEMS.search(topic):
+            if led and not asks_items(topic):
                 return f"Node.js or Python for {topic}?"
             return question
-        if _ASKS_ITEMS.search(question):
+        if asks_items(question):
             # "which libraries on the Python side?" after a GraphQL question: ask it of GraphQL.
             about = _TOPIC.search(previous)
             subject = about.group(1) if about else previous.rstrip("?.! ")

@@ -3,18 +3,18 @@
 import re
 from collections.abc import Sequence
 
-from app.chain import Draft
+from app.answer import Citation
 from app.claims import SIDES, Citations, Fact
-from app.intent import mentioned_sides
+from app.intent import mentioned_sides, named_items
 
-NAME = "offline"
-# Words that rate an entry ("Limited (TensorFlow.js)") rather than name one.
+# A cell like "Limited (TensorFlow.js)": a rating, then the items in parentheses.
 _PAREN = re.compile(r"^(?P<head>[^(]*)\((?P<inner>[^)]*)\)\s*$")
 _OTHER_SIDE = re.compile(r"\b(?:equivalents?|counterparts?|alternatives?|instead of|like)\b", re.I)
 _EVERY = re.compile(r"\b(?:every|all|each|both)\b", re.I)
 # "which frameworks does it recommend?", "node framework recs": the framework recommendations.
 _RECOMMENDS = re.compile(r"\b(?:recommend\w*|recs?)\b", re.I)
 _FRAMEWORK = re.compile(r"\bframeworks?\b", re.I)
+_FRAMEWORKS = re.compile(r"\bframeworks\b", re.I)
 _ONE = re.compile(r"\b(?:fastest|best|lightest|most|which (?:one|framework))\b", re.I)
 
 
@@ -55,8 +55,7 @@ def best_fact(
 ) -> Fact | None:
     """The fact the question asks about: by topic, else by a named item, else by score."""
     named = [i for i, f in enumerate(facts) if _names_topic(text, f)]
-    if not named and listed is not None:
-        items = {m.group(0).lower() for m in listed.finditer(text)}
+    if not named and (items := named_items(text, listed)):
         named = [
             i
             for i, f in enumerate(facts)
@@ -81,8 +80,9 @@ def answer_fact(
     facts: Sequence[Fact],
     scores: Sequence[float],
     listed: re.Pattern[str] | None,
-) -> Draft:
-    """The row's entries for the sides asked about, or the framework recommendations."""
+) -> tuple[str, list[Citation]]:
+    """The row's entries for the sides asked about, or the framework recommendations: the
+    answer's text and its citations."""
     cites = Citations()
     sides = _sides_wanted(text, fact, listed)
     if fact.chunk.kind == "row":
@@ -91,10 +91,9 @@ def answer_fact(
             f"For {fact.topic}, the article's ecosystem comparison lists "
             f"{'; '.join(entries)} {cites.add(fact)}."
         )
-        return Draft(answer=body, engine=NAME, citations=cites.items)
+        return body, cites.items
     # A framework recommendation: the one asked about, or every one on the sides asked about.
-    named = re.search(rf"\b{re.escape(fact.topic)}\b", text, re.I) or _ONE.search(text)
-    if named and not re.search(r"\bframeworks\b", text, re.I):
+    if (_names_topic(text, fact) or _ONE.search(text)) and not _FRAMEWORKS.search(text):
         chosen = [fact]
     else:
         if not mentioned_sides(text) and not _EVERY.search(text):
@@ -116,7 +115,7 @@ def answer_fact(
             else f"From the article's {SIDES[side]} framework recommendations:"
         )
         lines.append(head + "\n" + "\n".join(f"- {f.quote} {cites.add(f)}" for f in group))
-    return Draft(answer="\n\n".join(lines), engine=NAME, citations=cites.items)
+    return "\n\n".join(lines), cites.items
 
 
 def _names_topic(text: str, fact: Fact) -> bool:
@@ -127,8 +126,8 @@ def _names_topic(text: str, fact: Fact) -> bool:
 def _sides_wanted(text: str, fact: Fact, listed: re.Pattern[str] | None) -> list[str]:
     """Sides named in the question; "a Python equivalent of BullMQ" wants the other side."""
     sides = mentioned_sides(text)
-    if sides or listed is None or not _OTHER_SIDE.search(text):
+    if sides or not _OTHER_SIDE.search(text):
         return sides or list(SIDES)
-    items = {m.group(0).lower() for m in listed.finditer(text)}
+    items = named_items(text, listed)
     holding = {s for s, v in fact.by_side.items() if any(i in v.lower() for i in items)}
     return [s for s in SIDES if s not in holding] or list(SIDES)

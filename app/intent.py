@@ -139,8 +139,13 @@ def mentioned_sides(text: str) -> list[str]:
     return [side for side, rx in MENTIONS.items() if rx.search(text)]
 
 
+def named_items(text: str, listed: re.Pattern[str] | None) -> set[str]:
+    """The listed items (Express, BullMQ, Socket.io…) the text names, lower-cased."""
+    return {m.group(0).lower() for m in listed.finditer(text)} if listed is not None else set()
+
+
 def names_listed(text: str, listed: re.Pattern[str] | None) -> bool:
-    """The text names an item the article lists (Express, BullMQ, Socket.io…)."""
+    """The text names an item the article lists."""
     return listed is not None and listed.search(text) is not None
 
 
@@ -155,7 +160,7 @@ def out_of_scope(
     if listed is not None and sides_of and _COMPARES.search(text) and not _ADVICE.search(text):
         # "Celery vs RQ: which loses fewer jobs?": the article lists both, ranks neither. (Asked
         # as advice for a use case — "which should we use for our chat?" — the use case decides.)
-        named = {m.group(0).lower() for m in listed.finditer(text)}
+        named = named_items(text, listed)
         common = set.intersection(*(sides_of.get(n, set()) for n in named)) if named else set()
         if len(named) >= 2 and common and set(mentioned_sides(text)) <= common:
             return "compares two items the article lists side by side without ranking them"

@@ -170,7 +170,7 @@ class Limits:
             await self.refuse(exc)(scope, receive, send)
             return
         # The clock restarts with the slot: an LLM gets its whole budget however long the line.
-        await self._run(scope, receive, send, self.timeout)
+        await self._run(scope, receive, send)
 
     def _check_rate(self, group: str, scope: Scope) -> None:
         buckets = self.buckets.get(group)
@@ -183,7 +183,7 @@ class Limits:
                 f"Too many requests from this client; try again in {math.ceil(wait)} s.", wait
             )
 
-    async def _run(self, scope: Scope, receive: Receive, send: Send, remaining: float) -> None:
+    async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         began = asyncio.Event()
         muted = False
 
@@ -203,7 +203,7 @@ class Limits:
         started = asyncio.create_task(began.wait())
         try:
             await asyncio.wait(
-                {task, started}, timeout=max(remaining, 0.0), return_when=asyncio.FIRST_COMPLETED
+                {task, started}, timeout=max(self.timeout, 0.0), return_when=asyncio.FIRST_COMPLETED
             )
         except asyncio.CancelledError:
             task.cancel()

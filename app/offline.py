@@ -21,7 +21,9 @@ TOPIC_NAMED = 0.15  # a claim whose own words name the question's topic
 # question is declined below `abstain_threshold` similarity, or below this one when fewer than
 # half of its content words occur in the knowledge base.
 LOW_COVERAGE_SIMILARITY = 0.45
-AGREEMENT_SCORE = 2 / (RRF_K + 2)  # top-2 in both rankings
+# Top-2 in both the dense and the BM25 ranking (used only when no topic is named, when the
+# topic ranking is empty).
+AGREEMENT_SCORE = 2 / (RRF_K + 2)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,10 @@ class OfflineEngine:
             fact_values = [s.score for s in fact_scores]
             fact = best_fact(query.text, self.facts, fact_values, self.threshold, self.listed)
             if fact is not None:
-                return answer_fact(query.text, fact, self.facts, fact_values, self.listed)
+                text, citations = answer_fact(
+                    query.text, fact, self.facts, fact_values, self.listed
+                )
+                return Draft(answer=text, engine=NAME, citations=citations)
         if not self.claims:
             return self._abstain(hits, "no decisions in the knowledge base")
         return self._answer_claim(query, claim_scores, hits)
@@ -104,19 +109,17 @@ class OfflineEngine:
         topics: list[set[str]] | None = None,
     ) -> list[_Scored]:
         sims = vecs @ q if len(vecs) else np.zeros(0)
-        bonus = np.zeros_like(sims)
+        close = np.zeros_like(sims)  # how close each one is to the question's main topics
         top = max(concepts.values(), default=1)
         for name, count in concepts.items():
-            bonus = np.maximum(bonus, by_concept[name] * (count / top))
+            close = np.maximum(close, by_concept[name] * (count / top))
+        score = sims + CONCEPT_WEIGHT * close
         if topics and concepts:
             # A claim that itself names the question's topic beats one that only sounds close.
             total = sum(concepts.values())
             named = [sum(concepts[n] for n in t & concepts.keys()) / total for t in topics]
-            bonus += np.asarray(named, dtype=bonus.dtype) * (TOPIC_NAMED / CONCEPT_WEIGHT)
-        return [
-            _Scored(float(s + CONCEPT_WEIGHT * b), float(s))
-            for s, b in zip(sims, bonus, strict=True)
-        ]
+            score = score + TOPIC_NAMED * np.asarray(named, dtype=score.dtype)
+        return [_Scored(float(s), float(raw)) for s, raw in zip(score, sims, strict=True)]
 
     # answers
 
@@ -125,30 +128,25 @@ class OfflineEngine:
             range(len(self.claims)),
             key=lambda i: -(scores[i].score + ROW_PREFERENCE * self.claims[i].is_row),
         )
+        lead = self._prose_lead(query, ranked, scores)
+        if lead is None and not self.claims[ranked[0]].is_row:
+            # Prose agreeing with a matrix row: lead with the article's own verdict.
+            lead = self._row_for(self.claims[ranked[0]], ranked, scores, query.concepts)
+        if lead is not None:
+            ranked.remove(lead)
+            ranked.insert(0, lead)
         main = self.claims[ranked[0]]
-        prose = self._prose_lead(query, ranked, scores)
-        if prose is not None:
-            ranked.remove(prose)
-            ranked.insert(0, prose)
-            main = self.claims[prose]
-        elif not main.is_row:  # prose agreeing with a matrix row: lead with the article's verdict
-            lead = self._row_for(main, ranked, scores, query.concepts)
-            if lead is not None:
-                ranked.remove(lead)
-                ranked.insert(0, lead)
-                main = self.claims[lead]
         cites = Citations()
         label = VERDICT_LABELS[main.verdict]
         badge = f"**{label}**" + (" (slight edge)" if main.strength == "slight" else "")
+        marker = cites.add(main)
         if main.is_row:
-            marker = cites.add(main)
             parts = [
                 f"{badge} — for {main.topic.lower()}, the article's decision matrix picks "
                 f"{_winner_phrase(main)} {marker}.",
                 f"Its reason: {main.reason.rstrip('.')} {marker}.",
             ]
         else:
-            marker = cites.add(main)
             parts = [
                 f"{badge} — the article says: “{main.quote}” {marker}",
                 f"That is from its section “{main.chunk.section}” {marker}.",
@@ -215,17 +213,18 @@ class OfflineEngine:
         if not main.is_row or not concepts:
             return None
         top = max(concepts.values())
-        for name, count in concepts.items():
-            for other in self.claims:
-                if (
-                    count == top
-                    and other.is_row
-                    and other is not main
-                    and other.verdict == main.verdict
-                    and name in concepts_of(other.topic)
-                ):
-                    return other
-        return None
+        strongest = {name for name, count in concepts.items() if count == top}
+        return next(
+            (
+                other
+                for other in self.claims
+                if other.is_row
+                and other is not main
+                and other.verdict == main.verdict
+                and strongest & concepts_of(other.topic).keys()
+            ),
+            None,
+        )
 
     def _abstain(self, hits: list[Hit], why: str) -> Draft:
         topics: list[str] = []

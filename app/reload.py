@@ -7,11 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from app import index, store
+from app import store
 from app.chain import Advisor
 from app.errors import IndexUnavailable
 from app.index import KnowledgeBase
-from app.retrieval import HybridRetriever
 
 CHECK_EVERY_S = 5.0  # a manifest read costs ~1 ms embedded and a round trip on a server
 RETRY_EVERY_S = 1.0  # while the index is unavailable, try to reopen it at most this often
@@ -124,18 +123,20 @@ class Reloader:
 
 
 def rebuild(advisor: Advisor) -> Advisor:
-    """A new advisor over the live index, keeping the old one's embeddings, engine and condenser."""
+    """A new advisor over the live index, keeping the old one's embeddings, condenser and any
+    LLM engine; the offline engine is rebuilt, since it holds claims read from the old chunks."""
     from app.offline import OfflineEngine
+    from app.runtime import build_advisor
 
-    old = advisor.retriever
-    kb = index.load(advisor.kb.settings, old.embeddings)
-    retriever = HybridRetriever(kb, old.embeddings, k=old.k)
-    engine, fallback = advisor.engine, advisor.fallback
-    if isinstance(engine, OfflineEngine):  # it holds claims read from the old chunks
-        engine = OfflineEngine(retriever, engine.threshold)
-    if isinstance(fallback, OfflineEngine):
-        fallback = OfflineEngine(retriever, fallback.threshold)
-    return Advisor(kb, retriever, engine, fallback=fallback, condenser=advisor.condenser)
+    engine = None if isinstance(advisor.engine, OfflineEngine) else advisor.engine
+    return build_advisor(
+        advisor.kb.settings,
+        embeddings=advisor.retriever.embeddings,
+        engine=engine,
+        condenser=advisor.condenser,
+        refresh=False,
+        quiet=True,
+    )
 
 
 def watched(state: Any) -> Advisor:

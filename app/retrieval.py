@@ -13,8 +13,6 @@ from app.index import KnowledgeBase
 from app.query import CONCEPTS, Normalizer
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al., 2009)
-# A recognised topic is the surest signal a question gives: its ranking counts double.
-TOPIC_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
@@ -122,14 +120,9 @@ class HybridRetriever:
         lexical = self.lexical_scores(query.text)
         bm25_rank = [self.kb.chunks[i].id for i in np.argsort(-lexical)[:depth] if lexical[i] > 0]
         fused: dict[str, float] = {}
-        rankings = (
-            (dense, 1.0),
-            (bm25_rank, 1.0),
-            (self._topic_ranking(query, depth), TOPIC_WEIGHT),
-        )
-        for ranking, weight in rankings:
+        for ranking in (dense, bm25_rank, self._topic_ranking(query, depth)):
             for rank, chunk_id in enumerate(ranking):
-                fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (RRF_K + rank + 1)
+                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
         best = sorted(fused.items(), key=lambda item: -item[1])[:k]
         return [
             Hit(

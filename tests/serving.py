@@ -1,9 +1,7 @@
 """Helpers for tests that run a real `advisor serve` process, and a local fake LLM server."""
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -16,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from app.bench_http import child_env, free_port
 from app.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,13 +28,6 @@ LLM_REPLY = (
 )
 
 
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def served_dirs(base: Path, kb: Settings, model_cache: Path) -> dict[str, str]:
     """ADVISOR_* variables for a private copy of the session's corpus, index and ONNX export."""
     index_dir = base / "index"
@@ -47,19 +39,6 @@ def served_dirs(base: Path, kb: Settings, model_cache: Path) -> dict[str, str]:
         "ADVISOR_INDEX_DIR": str(index_dir),
         "ADVISOR_DATA_DIR": str(base / "data"),
     }
-
-
-def server_env(extra: dict[str, str]) -> dict[str, str]:
-    """This process's environment without ADVISOR_/SLACK_ variables, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADVISOR_", "SLACK_"))}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        GRADIO_ANALYTICS_ENABLED="False",
-        ANONYMIZED_TELEMETRY="False",
-        PYTHONUNBUFFERED="1",
-    )
-    return env | extra
 
 
 @dataclass
@@ -82,7 +61,7 @@ def advisor_server(env: dict[str, str], log: Path) -> Iterator[Served]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(ADVISOR), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=server_env(env),
+            env=child_env(env),
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=log.parent,

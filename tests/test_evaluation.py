@@ -373,13 +373,21 @@ def args(**kw: Any) -> argparse.Namespace:
     return argparse.Namespace(**values)
 
 
-def test_eval_command_exits_nonzero_when_the_gate_fails(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: tuple[Advisor, dict[str, Any]]
-) -> None:
+@pytest.fixture
+def settings_with_broken_chain(
+    monkeypatch: pytest.MonkeyPatch, broken: tuple[Advisor, dict[str, Any]]
+) -> Settings:
+    """`advisor eval` run from the project root, with `build_advisor` giving the broken chain."""
     chain, _ = broken
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr("app.runtime.build_advisor", lambda *a, **kw: chain)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_eval_command_exits_nonzero_when_the_gate_fails(
+    tmp_path: Path, settings_with_broken_chain: Settings
+) -> None:
+    settings = settings_with_broken_chain
     assert evaluation.cli_eval(args(out=str(tmp_path)), settings) == 0  # reported, not enforced
     assert evaluation.cli_eval(args(out=str(tmp_path), gate=True), settings) == 1
     llm = Settings(_env_file=None, llm="ollama:test")  # type: ignore[call-arg]
@@ -410,12 +418,9 @@ def test_extra_dev_sets_load_and_stay_out_of_the_gate() -> None:
 
 
 def test_eval_command_runs_another_dataset_without_the_baseline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: tuple[Advisor, dict[str, Any]]
+    tmp_path: Path, settings_with_broken_chain: Settings
 ) -> None:
-    chain, _ = broken
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setattr("app.runtime.build_advisor", lambda *a, **kw: chain)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = settings_with_broken_chain
     extra = str(EXTRA[0])
     assert evaluation.cli_eval(args(out=str(tmp_path), split="dev", dataset=extra), settings) == 0
     report = json.loads((tmp_path / "latest" / "report.json").read_text())

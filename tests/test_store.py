@@ -1,7 +1,6 @@
 """A shared Chroma server: index and search through it, then lose it and get a clear error."""
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from conftest import make_settings
 from langchain_core.embeddings import Embeddings
 
 from app import index, store
+from app.bench_http import free_port
 from app.config import Settings
 from app.errors import IndexUnavailable
 from app.retrieval import HybridRetriever
@@ -62,12 +62,6 @@ class ChromaServer:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-2000:]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
